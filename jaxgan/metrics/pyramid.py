@@ -1,0 +1,121 @@
+"""Laplacian pyramid with the 5x5 binomial filter used by PGGAN's sliced Wasserstein distance.
+
+The filter is the outer product of ``[1, 4, 6, 4, 1] / 16`` with itself (``/ 256`` in 2-D), applied
+separably with mirror borders without repeating the edge pixel ("reflect-101", numpy's
+``mode='reflect'``, scipy.ndimage's ``mode='mirror'``, OpenCV's ``BORDER_DEFAULT``):
+
+* ``pyr_down``: filter, then keep every second row and column (OpenCV ``pyrDown``);
+* ``pyr_up``: insert zeros between the pixels, then filter with 4x the kernel (OpenCV ``pyrUp``).
+
+``laplacian_pyramid(x, n)`` returns ``n`` levels: ``n - 1`` band-pass images (each level minus the
+up-sampled next level) followed by the low-pass image. ``reconstruct_laplacian_pyramid`` inverts it
+exactly up to float32 rounding, because each band-pass level stores the residual of exactly the
+``pyr_up`` that reconstruction applies.
+
+All functions take NHWC float arrays of any range (the SWD feeds them images in [0, 255]).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: 1-D binomial taps; the 2-D filter is ``np.outer(BINOMIAL_1D, BINOMIAL_1D)`` (sums to 1).
+BINOMIAL_1D = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
+
+
+def binomial_filter_2d() -> np.ndarray:
+    """The 5x5 binomial filter ``[1,4,6,4,1]^T [1,4,6,4,1] / 256`` as a float32 (5, 5) array."""
+    return np.outer(BINOMIAL_1D, BINOMIAL_1D).astype(np.float32)
+
+
+def _filter_axis(x: jax.Array, axis: int, gain: float) -> jax.Array:
+    """Correlate ``x`` with the binomial taps (times ``gain``) along ``axis``, reflect-101 borders."""
+    n = x.shape[axis]
+    if n < 3:
+        raise ValueError(
+            f"binomial filtering needs at least 3 pixels along each spatial axis, got {n}: "
+            "use fewer pyramid levels"
+        )
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (2, 2)
+    xp = jnp.pad(x, pad, mode="reflect")  # reflect = reflect-101 (edge pixel not repeated)
+    out = None
+    for i, w in enumerate(BINOMIAL_1D * gain):
+        term = float(w) * jax.lax.slice_in_dim(xp, i, i + n, axis=axis)
+        out = term if out is None else out + term
+    return out
+
+
+def binomial_blur(x: jax.Array, gain: float = 1.0) -> jax.Array:
+    """Filter NHWC ``x`` with the 5x5 binomial kernel times ``gain``; same shape out."""
+    return _filter_axis(_filter_axis(x, 1, 1.0), 2, gain)
+
+
+def pyr_down(x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C): binomial filter then every 2nd pixel."""
+    return binomial_blur(x)[:, ::2, ::2, :]
+
+
+def pyr_up(x: jax.Array) -> jax.Array:
+    """(N, h, w, C) -> (N, 2h, 2w, C): zero insertion then binomial filter with gain 4."""
+    n, h, w, c = x.shape
+    up = jnp.zeros((n, 2 * h, 2 * w, c), x.dtype).at[:, ::2, ::2, :].set(x)
+    return binomial_blur(up, gain=4.0)
+
+
+def max_pyramid_levels(height: int, width: int, min_size: int = 16) -> int:
+    """Number of levels PGGAN uses: full resolution, then halvings while the size stays >= min_size."""
+    levels, size = 0, min(height, width)
+    while size >= min_size:
+        levels += 1
+        size //= 2
+    return levels
+
+
+def _check_levels(shape: tuple[int, ...], num_levels: int) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"expected NHWC images, got shape {shape}")
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+    f = 2 ** (num_levels - 1)
+    h, w = shape[1], shape[2]
+    if h % f or w % f:
+        raise ValueError(
+            f"a {num_levels}-level pyramid needs height and width divisible by {f}, got {h}x{w}: "
+            "crop or resize the images, or use fewer levels"
+        )
+    if min(h, w) // f < 3:
+        raise ValueError(
+            f"{h}x{w} images are too small for {num_levels} levels (the last would be "
+            f"{h // f}x{w // f}; at least 3x3 is needed)"
+        )
+
+
+def laplacian_pyramid(images: jax.Array, num_levels: int) -> list[jax.Array]:
+    """Laplacian pyramid of NHWC ``images``.
+
+    Args:
+      images: (N, H, W, C) float array; H and W divisible by ``2 ** (num_levels - 1)``.
+      num_levels: number of levels (1 returns the images themselves).
+
+    Returns:
+      A list of ``num_levels`` float32 arrays; level ``i`` has shape (N, H / 2^i, W / 2^i, C).
+      Levels ``0 .. num_levels - 2`` are band-pass, the last is the low-pass image.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    _check_levels(images.shape, num_levels)
+    pyramid = [images]
+    for _ in range(1, num_levels):
+        down = pyr_down(pyramid[-1])
+        pyramid[-1] = pyramid[-1] - pyr_up(down)
+        pyramid.append(down)
+    return pyramid
+
+
+def reconstruct_laplacian_pyramid(pyramid: list[jax.Array]) -> jax.Array:
+    """Inverse of :func:`laplacian_pyramid`: (N, H, W, C) float32 from the list of levels."""
+    out = jnp.asarray(pyramid[-1], jnp.float32)
+    for level in pyramid[-2::-1]:
+        out = pyr_up(out) + level
+    return out
