@@ -1,0 +1,119 @@
+"""Measure the convolution formulations of jaxgan.nn.conv, forward + backward, side by side.
+
+    python experiments/bench/conv.py [--repeats 5]
+
+For each layer shape the models use, times value_and_grad (w.r.t. input and kernel) of every
+formulation and, when PyTorch is installed (`pip install -e ".[bench]"`), the same layer in
+PyTorch on the same machine. Prints one line per (layer, formulation): median seconds.
+Results are recorded in experiments/bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan.nn import conv as C
+
+# name, kind, batch, H, C_in, C_out, kernel, stride, padding, output_padding
+LAYERS = [
+    ("dcgan_up_16to32", "t", 64, 16, 256, 128, 4, 2, 1, 0),
+    ("dcgan_down_32to16", "c", 64, 32, 128, 256, 4, 2, 1, 0),
+    ("unet_up_128to256", "t", 1, 128, 128, 3, 4, 2, 1, 0),
+    ("unet_down_256to128", "c", 1, 256, 3, 64, 4, 2, 1, 0),
+    ("resnet_block_3x3_64", "c", 1, 64, 256, 256, 3, 1, 1, 0),
+    ("resnet_up_64to128", "t", 1, 64, 256, 128, 3, 2, 1, 1),
+    ("pggan_3x3_32", "c", 16, 32, 512, 512, 3, 1, 1, 0),
+]
+
+
+def _time(fn, *args, repeats):
+    out = fn(*args)
+    jax.block_until_ready(out)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_jax(layer, impl, repeats):
+    name, kind, n, h, ci, co, k, s, p, op = layer
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((n, h, h, ci), dtype=np.float32))
+    w = jnp.asarray(0.02 * rng.standard_normal((k, k, ci, co), dtype=np.float32))
+
+    def loss(x, w):
+        if kind == "t":
+            y = C.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, impl=impl)
+        else:
+            y = C.conv2d(x, w, stride=s, padding=p, impl=impl)
+        return jnp.sum(y * y)
+
+    f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    return _time(f, x, w, repeats=repeats)
+
+
+def bench_torch(layer, repeats):
+    import torch
+
+    name, kind, n, h, ci, co, k, s, p, op = layer
+    torch.manual_seed(0)
+    x = torch.randn(n, ci, h, h, requires_grad=True)
+    if kind == "t":
+        m = torch.nn.ConvTranspose2d(ci, co, k, s, p, op, bias=False)
+    else:
+        m = torch.nn.Conv2d(ci, co, k, s, p, bias=False)
+
+    def step():
+        m.zero_grad()
+        x.grad = None
+        y = m(x)
+        (y * y).sum().backward()
+
+    step()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--layers", default="", help="comma-separated subset of layer names")
+    args = ap.parse_args()
+    print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
+          f"jax {jax.__version__}")
+    try:
+        import torch
+
+        torch_ok = True
+        print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}")
+    except ImportError:
+        torch_ok = False
+    wanted = set(filter(None, args.layers.split(",")))
+    for layer in LAYERS:
+        if wanted and layer[0] not in wanted:
+            continue
+        impls = ("xla_dilated", "xla", "im2col") if layer[1] == "t" else ("xla", "im2col")
+        ref = bench_torch(layer, args.repeats) if torch_ok else None
+        if ref is not None:
+            print(f"{layer[0]:22s} torch        {ref:8.4f} s")
+        for impl in impls:
+            t = bench_jax(layer, impl, args.repeats)
+            ratio = f"  torch/jax {ref / t:5.2f}x" if ref else ""
+            print(f"{layer[0]:22s} {impl:12s} {t:8.4f} s{ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

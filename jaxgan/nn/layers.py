@@ -1,0 +1,248 @@
+"""Layers shared by the models: reference initializers and norms, PyTorch-semantics
+convolution modules, equalized-learning-rate layers, PixelNorm, minibatch stddev, resampling.
+
+Everything is NHWC. Modules are ``flax.linen``; pure functions take and return ``jax.Array``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgan.nn.conv import Padding, conv2d, conv_transpose2d
+
+Initializer = Callable[..., jax.Array]
+
+#: The pix2pix/CycleGAN/DCGAN weight initializer: N(0, 0.02).
+conv_init: Initializer = nn.initializers.normal(stddev=0.02)
+
+
+def bn_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    """The references' BatchNorm scale init: N(1, 0.02)."""
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+NORMS = ("batch", "instance", "none")
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    return norm
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """InstanceNorm without affine parameters (PyTorch ``InstanceNorm2d`` default).
+
+    Normalises each (sample, channel) over H, W with the biased variance. x: (N, H, W, C).
+    """
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+class Norm(nn.Module):
+    """``batch`` (BatchNorm, affine, reference init, PyTorch momentum 0.1 / eps 1e-5),
+    ``instance`` (no affine parameters) or ``none``. BatchNorm keeps running statistics in the
+    ``batch_stats`` collection and uses batch statistics when ``train`` is True."""
+
+    kind: str = "batch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        if self.kind == "batch":
+            return nn.BatchNorm(
+                use_running_average=not train,
+                momentum=0.9,
+                epsilon=1e-5,
+                scale_init=bn_scale_init,
+                name="bn",
+            )(x)
+        if self.kind == "instance":
+            return instance_norm(x)
+        if self.kind == "none":
+            return x
+        raise ValueError(f"unknown norm {self.kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def _kernel(module: nn.Module, shape: tuple[int, ...], init: Initializer, x: jax.Array) -> jax.Array:
+    """Declare (or fetch) a kernel, first checking a loaded kernel fits the input's channels."""
+    if x.ndim != 4:
+        raise ValueError(f"{module.name}: expected an NHWC input of rank 4, got shape {x.shape}")
+    if module.has_variable("params", "kernel"):
+        loaded = module.get_variable("params", "kernel")
+        if loaded.shape[-2] != x.shape[-1]:
+            raise ValueError(
+                f"{module.name}: input has {x.shape[-1]} channels but the loaded parameters "
+                f"expect {loaded.shape[-2]}: expected input shape (N, H, W, {loaded.shape[-2]}), "
+                f"got {tuple(x.shape)}"
+            )
+    return module.param("kernel", init, shape)
+
+
+class Conv2d(nn.Module):
+    """``torch.nn.Conv2d`` (zero padding) in NHWC. Kernel (k, k, C_in, features) ~ N(0, 0.02)."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: Padding = 0
+    use_bias: bool = True
+    impl: str = "auto"
+    kernel_init: Initializer = conv_init
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        w = _kernel(self, (k, k, x.shape[-1], self.features), self.kernel_init, x)
+        y = conv2d(x, w, stride=self.stride, padding=self.padding, impl=self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class ConvTranspose2d(nn.Module):
+    """``torch.nn.ConvTranspose2d`` in NHWC, exact (see :func:`jaxgan.nn.conv.conv_transpose2d`).
+
+    Kernel (k, k, C_in, features) ~ N(0, 0.02), scatter semantics.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    output_padding: int = 0
+    use_bias: bool = True
+    impl: str = "auto"
+    kernel_init: Initializer = conv_init
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        w = _kernel(self, (k, k, x.shape[-1], self.features), self.kernel_init, x)
+        y = conv_transpose2d(
+            x,
+            w,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            impl=self.impl,
+        )
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+    """``nn.ReflectionPad2d(pad)`` on NHWC (mirror without repeating the edge)."""
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+# ----------------------------------------------------------------------------------------------
+# PGGAN pieces
+
+
+class EqualizedConv(nn.Module):
+    """Conv with the equalized learning rate of PGGAN (same padding, stride 1).
+
+    The stored kernel (k, k, C_in, features) is ~ N(0, 1); at runtime, inside the module, it is
+    multiplied by ``gain / sqrt(k * k * C_in)``. Bias zero-initialised and not scaled.
+    """
+
+    features: int
+    kernel_size: int = 3
+    gain: float = math.sqrt(2.0)
+    use_bias: bool = True
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        fan_in = k * k * x.shape[-1]
+        w = _kernel(self, (k, k, x.shape[-1], self.features), nn.initializers.normal(1.0), x)
+        w = w * (self.gain / math.sqrt(fan_in))
+        y = conv2d(x, w, stride=1, padding=k // 2, impl=self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class EqualizedDense(nn.Module):
+    """Dense layer with the equalized learning rate: kernel (in, features) ~ N(0, 1), scaled at
+    runtime by ``gain / sqrt(in)``; bias zero, unscaled."""
+
+    features: int
+    gain: float = math.sqrt(2.0)
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        if self.has_variable("params", "kernel"):
+            loaded = self.get_variable("params", "kernel")
+            if loaded.shape[0] != fan_in:
+                raise ValueError(
+                    f"{self.name}: input has {fan_in} features but the loaded parameters "
+                    f"expect {loaded.shape[0]}"
+                )
+        w = self.param("kernel", nn.initializers.normal(1.0), (fan_in, self.features))
+        y = x @ (w * (self.gain / math.sqrt(fan_in)))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """PixelNorm: ``x * rsqrt(mean(x**2 over the last axis) + eps)``; per pixel (or per latent)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> jax.Array:
+    """Append PGGAN's minibatch-stddev feature map. x: (N, H, W, C) -> (N, H, W, C + 1).
+
+    Groups of G = min(group_size, N) samples with the reference's *strided* grouping: sample n
+    belongs to group ``n mod (N / G)``. Per group: biased variance over the group, sqrt(var +
+    eps), mean over H, W, C: one scalar, tiled as the extra channel of each group member.
+
+    Raises:
+      ValueError: when N is not divisible by G (the reference's reshape requires it).
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n)
+    if g < 1 or n % g:
+        raise ValueError(
+            f"minibatch stddev: batch size {n} must be divisible by the group size {g} "
+            f"(min(group_size={group_size}, N)); use a batch size that is a multiple of {g}"
+        )
+    m = n // g
+    y = x.reshape(g, m, h, w, c).astype(jnp.float32)  # y[i, j] = x[i * m + j]: group j
+    y = y - jnp.mean(y, axis=0, keepdims=True)
+    std = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + eps)  # (m, h, w, c)
+    s = jnp.mean(std, axis=(1, 2, 3))  # (m,)
+    feat = jnp.tile(s, g).astype(x.dtype)  # sample i*m + j gets s[j]
+    feat = jnp.broadcast_to(feat[:, None, None, None], (n, h, w, 1))
+    return jnp.concatenate([x, feat], axis=-1)
+
+
+def upsample_nearest_2x(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour 2x upsampling. (N, H, W, C) -> (N, 2H, 2W, C)."""
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
+    return x.reshape(n, 2 * h, 2 * w, c)
+
+
+def downsample_avg_2x(x: jax.Array) -> jax.Array:
+    """2x2 average pooling, stride 2. (N, H, W, C) -> (N, H/2, W/2, C); H, W must be even."""
+    n, h, w, c = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"downsample_avg_2x needs even H and W, got shape {x.shape}")
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def lerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
+    """``(1 - t) * a + t * b``: exactly ``a`` at t = 0 and exactly ``b`` at t = 1."""
+    return (1.0 - t) * a + t * b
