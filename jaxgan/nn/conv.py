@@ -23,7 +23,8 @@ output pixel ``i * stride - padding + t``. A PyTorch ``ConvTranspose2d.weight`` 
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import jax
 import jax.numpy as jnp

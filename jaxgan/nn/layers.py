@@ -7,7 +7,8 @@ Everything is NHWC. Modules are ``flax.linen``; pure functions take and return `
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
