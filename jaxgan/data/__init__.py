@@ -1,0 +1,76 @@
+"""jaxgan data: sources (TFDS, image folders, pix2pix pairs, CycleGAN domains, embedded
+defaults) and grain pipelines.
+
+Typical use in a training loop::
+
+    import grain, orbax.checkpoint as ocp
+    from jaxgan import data
+
+    source = data.make_source(config.data.source, split="train")      # e.g. "digits:32"
+    loader = data.make_loader(source, global_batch_size=64, seed=0, image_size=32,
+                              channels=1)
+    it = iter(loader)                       # grain DataLoaderIterator
+    batch = next(it)                        # {"image": float32 (64 // nproc, 32, 32, 1)}
+
+    # Iterator state next to the train state, with orbax:
+    mngr = ocp.CheckpointManager(workdir / "ckpt")
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(it)))
+    # restore: build the same loader, it = iter(loader), then
+    mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state),
+        data=grain.checkpoint.CheckpointRestore(it)))  # restores `it` in place
+
+``grain.checkpoint.CheckpointHandler`` / ``CheckpointSave`` / ``CheckpointRestore`` (grain
+0.2.18; older names ``grain.python.PyGrainCheckpointHandler`` / ``PyGrainCheckpointSave`` /
+``PyGrainCheckpointRestore``) write one JSON file per process. Without orbax:
+``it.get_state()`` -> bytes and ``it.set_state(bytes)``.
+
+Records are dicts of uint8 ``(H, W, C)`` numpy arrays: ``{"image"}`` or ``{"A", "B"}``;
+batches are dicts of float32 NHWC arrays in [-1, 1] holding this process's slice of the
+global batch. See :mod:`jaxgan.data.spec` for the source strings and
+:mod:`jaxgan.data.pipeline` for the pipeline.
+"""
+from jaxgan.data.embedded import DigitsSource, Edges2PhotosSource, edge_map, photos2ihc
+from jaxgan.data.errors import (
+                                CorruptImageError,
+                                DataError,
+                                DatasetNotPreparedError,
+                                ImageTooSmallError,
+                                NoImagesFoundError,
+                                OddWidthError,
+                                PairMismatchError,
+                                UnknownDatasetError,
+)
+from jaxgan.data.image_io import decode_image, list_image_files
+from jaxgan.data.pipeline import Loader, make_loader
+from jaxgan.data.sources import (
+                                AlignedSource,
+                                ArraySource,
+                                ImageFolderSource,
+                                PairedFolderSource,
+                                UnalignedSource,
+                                split_aligned,
+)
+from jaxgan.data.spec import make_source
+from jaxgan.data.transforms import (
+                                ImageTransform,
+                                box_downsample,
+                                center_crop_square,
+                                hflip,
+                                resize,
+                                to_channels,
+                                to_float,
+                                upsample_nearest,
+)
+
+__all__ = [
+    "AlignedSource", "ArraySource", "CorruptImageError", "DataError", "DatasetNotPreparedError",
+    "DigitsSource", "Edges2PhotosSource", "ImageFolderSource", "ImageTooSmallError",
+    "ImageTransform", "Loader", "NoImagesFoundError", "OddWidthError", "PairMismatchError",
+    "PairedFolderSource", "UnalignedSource", "UnknownDatasetError", "box_downsample",
+    "center_crop_square", "decode_image", "edge_map", "hflip", "list_image_files",
+    "make_loader", "make_source", "photos2ihc", "resize", "split_aligned", "to_channels",
+    "to_float", "upsample_nearest",
+]

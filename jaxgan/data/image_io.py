@@ -1,0 +1,113 @@
+"""Decoding image files into uint8 arrays, and listing image files in a folder tree.
+
+All decoded images are ``np.uint8`` arrays of shape ``(H, W, C)`` with ``C`` in
+``{1, 2, 3, 4}`` (gray, gray+alpha, RGB, RGBA), values in ``[0, 255]``. 16-bit files are
+mapped to 8 bits (``round(v / 257)`` for 16-bit gray; Pillow itself keeps the high byte of
+16-bit RGB); palette images become RGB, or RGBA when they carry transparency. Alpha is kept
+here and dropped by the pipeline's channel conversion. EXIF orientation is not applied (as in
+the PyTorch reference loaders).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image
+
+from jaxgan.data.errors import CorruptImageError, NoImagesFoundError
+
+#: File extensions (lower case) that folder sources pick up.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Pillow refuses images above ~179 Mpixel by default ("decompression bomb"); real
+# datasets stay far below, keep the protection.
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """Converts a loaded PIL image to uint8 (H, W, C), C in {1, 2, 3, 4}."""
+    mode = im.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        arr = np.asarray(im)
+    elif mode == "1":
+        arr = np.asarray(im.convert("L"))
+    elif mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    elif mode.startswith("I;16") or mode == "I":
+        # 16-bit gray (PNG/TIFF). Mode "I" is 32-bit; assume 16-bit content, clip above.
+        wide = np.asarray(im).astype(np.float64)
+        arr = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+    elif mode == "F":
+        # Float TIFF: [0, 1] content is scaled to 255, anything else is clipped to [0, 255].
+        wide = np.asarray(im).astype(np.float64)
+        if np.nanmax(wide) <= 1.0:
+            wide = wide * 255.0
+        arr = np.clip(np.rint(np.nan_to_num(wide)), 0, 255).astype(np.uint8)
+    else:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        arr = np.asarray(im.convert("RGB"))
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads one image file.
+
+    Args:
+      path: a PNG, JPEG, BMP, TIFF or WebP file, 8 or 16 bits per channel, gray/RGB/RGBA.
+
+    Returns:
+      ``np.uint8`` array of shape ``(H, W, C)``, ``C`` in ``{1, 2, 3, 4}``, values 0..255.
+
+    Raises:
+      CorruptImageError: the file is missing, truncated or not an image; names the file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _pil_to_array(im)
+    except CorruptImageError:
+        raise
+    except Exception as e:
+        raise CorruptImageError(str(path), f"{type(e).__name__}: {e}") from e
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:
+        raise CorruptImageError(str(path), f"{type(e).__name__}: {e}") from e
+    return h, w
+
+
+def list_image_files(root: str | os.PathLike,
+                     extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Image files under ``root``, recursively, sorted by path relative to ``root``.
+
+    Hidden files and folders (names starting with ``.``, e.g. macOS ``._x.jpg``) are skipped.
+    Symbolic links to folders are followed.
+
+    Raises:
+      NoImagesFoundError: ``root`` does not exist, is not a folder, or holds no image files.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise NoImagesFoundError(f"image folder {root!r} {what}; check the path in the source spec.")
+    exts = tuple(e.lower() for e in extensions)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and name.lower().endswith(exts):
+                found.append(os.path.join(dirpath, name))
+    if not found:
+        raise NoImagesFoundError(
+            f"no image files ({', '.join(exts)}) found under {root!r}; put images there (any "
+            "depth of subfolders) or point the source spec at the folder that holds them."
+        )
+    found.sort(key=lambda p: os.path.relpath(p, root))
+    return found

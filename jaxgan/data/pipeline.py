@@ -1,0 +1,199 @@
+"""grain pipelines: ``make_loader(source, ...)`` -> an iterable of per-process batches.
+
+Order of operations per record: read (``ReadOptions`` threads, prefetch) -> channel
+conversion -> geometric transform (resize / crop) -> random horizontal flip (same for A and
+B) -> float32 in [-1, 1] -> PGGAN box downsampling (``resolution``) -> batch.
+
+Determinism: grain's ``IndexSampler`` shuffles record indices with a new permutation each
+epoch from ``seed``, and every record gets its own ``np.random.Generator`` derived from
+``seed`` and its position in the stream, so the same ``seed`` (and the same
+``worker_count`` and process count: grain assigns records to workers round-robin) gives the
+same batches. Epochs run back to back: with ``num_epochs=None`` the stream is endless and a
+batch may straddle two epochs.
+
+Multi-host: the sampler uses ``grain.sharding.ShardByJaxProcess``, so each JAX process reads a
+disjoint ``1 / process_count`` of the records and yields batches of
+``global_batch_size // process_count``: its slice of the global batch, ready for
+``jax.make_array_from_process_local_data(sharding, batch)``.
+
+Checkpointing: ``it = iter(loader)``; ``it.get_state()`` -> bytes, ``it.set_state(bytes)`` on a
+fresh iterator of an identically built loader resumes exactly after the last batch
+returned. With orbax, ``grain.checkpoint.CheckpointHandler`` with the args classes
+``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (aliases of
+``grain.python.PyGrainCheckpointHandler`` / ``PyGrainCheckpointSave`` / ``...Restore``) store
+one JSON file per process; see the package docstring for a CheckpointManager example.
+
+PGGAN stage resolution: ``resolution=r`` makes the pipeline emit reals at the stage
+resolution ``r`` by box downsampling (2x2 average repeated) the ``image_size`` images in
+float, as the reference builds its lower levels of detail. Build one loader per stage;
+the fade-in cross-fade of reals with ``upsample_nearest(box_downsample(x))`` is done on
+device by the train step (``jaxgan.data.box_downsample`` works on jax arrays too).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from jaxgan.data.errors import DataError, ImageTooSmallError
+from jaxgan.data.transforms import MODES, ImageTransform, _hw
+
+
+@dataclasses.dataclass
+class Loader:
+    """What ``make_loader`` returns: iterate it for batches.
+
+    ``iter(loader)`` gives a ``grain.DataLoaderIterator`` (``get_state``/``set_state``).
+    Each batch is a dict ``{key: np.float32 (per_process_batch_size, h, w, c)}`` in [-1, 1].
+    """
+
+    data_loader: grain.DataLoader
+    source: Any
+    global_batch_size: int
+    per_process_batch_size: int
+    image_shapes: dict[str, tuple[int, int, int]]
+    seed: int
+    transform: ImageTransform | None
+
+    def __iter__(self) -> grain.DataLoaderIterator:
+        return iter(self.data_loader)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Global batches per pass over the source (``len(source) // global_batch_size``)."""
+        return len(self.source) // self.global_batch_size
+
+
+def _infer_channels(record: Mapping[str, np.ndarray],
+                    channels: int | Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:
+    keys = sorted(record)
+    if isinstance(channels, Mapping):
+        missing = set(channels) - set(keys)
+        if missing:
+            raise DataError(f"channels names keys {sorted(missing)} that the source's records "
+                            f"do not have (they have {keys}).")
+        return tuple((k, int(channels[k])) for k in sorted(channels))
+    out = []
+    for k in keys:
+        if channels is not None:
+            out.append((k, int(channels)))
+        else:  # the first record's channel count with alpha dropped
+            c = np.asarray(record[k]).shape[-1] if np.asarray(record[k]).ndim == 3 else 1
+            out.append((k, {1: 1, 2: 1, 3: 3, 4: 3}.get(c, 3)))
+    for k, c in out:
+        if c not in (1, 3):
+            raise DataError(f"channels for {k!r} must be 1 or 3, got {c}.")
+    return tuple(out)
+
+
+def make_loader(
+    source: Any,
+    *,
+    global_batch_size: int,
+    seed: int,
+    image_size: int | tuple[int, int],
+    channels: int | Mapping[str, int] | None = None,
+    transforms: str | Sequence[Any] = "resize",
+    load_size: int | tuple[int, int] | None = None,
+    flip: bool = False,
+    resolution: int | None = None,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    worker_count: int = 0,
+    worker_buffer_size: int = 2,
+    read_threads: int = 4,
+    prefetch: int = 256,
+    drop_remainder: bool = True,
+) -> Loader:
+    """Builds the grain pipeline over ``source`` (see the module docstring for semantics).
+
+    Args:
+      source: a random-access source of uint8 ``(H, W, C)`` records (``make_source``).
+      global_batch_size: batch size summed over all JAX processes; must be divisible by
+        ``jax.process_count()``. Each process yields ``global_batch_size // process_count``.
+      seed: shuffle and random-transform seed.
+      image_size: output size ``s`` or ``(h, w)`` before ``resolution`` downsampling.
+      channels: 1 or 3 for every image key, a dict per key (``{"A": 1, "B": 3}``), or None
+        for the first record's channels (alpha dropped).
+      transforms: geometric mode: ``"resize"``, ``"center_crop"``, ``"resize_and_crop"``
+        (pix2pix/CycleGAN 286 -> 256), ``"random_crop"``, ``"none"``; or a sequence of grain
+        transforms to use instead of the built-in one (they must produce float32 images).
+      load_size: resize target for ``"resize_and_crop"``; default ``round(image_size*286/256)``.
+      flip: random horizontal flip (p = 0.5), the same for all images of a record.
+      resolution: PGGAN stage resolution; ``image_size / resolution`` must be a power of 2.
+      shuffle: reshuffle every epoch (seeded).
+      num_epochs: None for an endless stream.
+      worker_count: grain worker processes (0 = transforms in the calling thread).
+      worker_buffer_size: batches buffered per worker.
+      read_threads: threads reading (decoding) records; prefetch: records read ahead.
+      drop_remainder: drop the last partial batch (only matters with finite ``num_epochs``).
+
+    Returns:
+      A :class:`Loader`; ``iter(loader)`` yields ``{key: np.float32 (B, h, w, c)}`` in [-1, 1].
+    """
+    n = len(source)
+    if n == 0:
+        raise DataError(f"data source {source!r} is empty.")
+    nproc = jax.process_count()
+    if global_batch_size <= 0 or global_batch_size % nproc:
+        raise DataError(f"global_batch_size={global_batch_size} must be a positive multiple of "
+                        f"the number of JAX processes ({nproc}).")
+    per_process = global_batch_size // nproc
+    if n // nproc < per_process and num_epochs is not None and drop_remainder:
+        raise DataError(f"source has {n} records, fewer than one global batch of "
+                        f"{global_batch_size} with num_epochs={num_epochs}; lower the batch size.")
+    size = _hw(image_size)
+    first = source[0]
+    transform = None
+    if isinstance(transforms, str):
+        if transforms not in MODES:
+            raise DataError(f"unknown transforms {transforms!r}; choose one of {MODES}.")
+        lsize = None
+        if transforms == "resize_and_crop":
+            lsize = _hw(load_size) if load_size is not None else (
+                round(size[0] * 286 / 256), round(size[1] * 286 / 256))
+            if lsize[0] < size[0] or lsize[1] < size[1]:
+                raise ImageTooSmallError(f"load_size {lsize} is smaller than the crop "
+                                         f"image_size {size}; load_size must be >= image_size.")
+        if resolution is not None:
+            factor = size[0] // int(resolution)
+            if (size[0] != size[1] or factor * int(resolution) != size[0]
+                    or factor & (factor - 1)):
+                raise DataError(f"resolution={resolution} must be image_size / 2**k for a "
+                                f"square image_size, got image_size {size}.")
+        chans = _infer_channels(first, channels)
+        transform = ImageTransform(image_size=size, channels=chans, mode=transforms,
+                                   load_size=lsize, flip=bool(flip),
+                                   resolution=None if resolution is None else int(resolution))
+        # Fail early (at construction, not in the first train step) on the first record.
+        sample = transform.random_map(first, np.random.default_rng(0))
+        shapes = {k: tuple(v.shape) for k, v in sample.items()}
+        operations = [transform]
+    else:
+        operations = list(transforms)
+        shapes = {}
+    sampler = grain.samplers.IndexSampler(
+        num_records=n,
+        shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
+        shuffle=shuffle,
+        num_epochs=num_epochs,
+        seed=int(seed),
+    )
+    operations.append(grain.transforms.Batch(batch_size=per_process,
+                                             drop_remainder=drop_remainder))
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=operations,
+        worker_count=int(worker_count),
+        worker_buffer_size=int(worker_buffer_size),
+        read_options=grain.ReadOptions(num_threads=int(read_threads),
+                                       prefetch_buffer_size=int(prefetch)),
+    )
+    return Loader(data_loader=loader, source=source, global_batch_size=global_batch_size,
+                  per_process_batch_size=per_process, image_shapes=shapes, seed=int(seed),
+                  transform=transform)

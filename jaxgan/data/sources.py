@@ -1,0 +1,252 @@
+"""Random-access data sources (grain's protocol: ``__len__`` and ``__getitem__``).
+
+Every source returns records that are dicts of ``np.uint8`` arrays of shape ``(H, W, C)``:
+``{"image": ...}`` for unconditional data, ``{"A": ..., "B": ...}`` for paired (pix2pix) and
+unpaired (CycleGAN) data. Channels are whatever the files hold (1, 2, 3 or 4); the pipeline
+converts them. Decoding is lazy (in ``__getitem__``), so a corrupt file raises
+:class:`CorruptImageError` naming the file when it is first read, unless the source was
+built with ``skip_corrupt=True`` (which decodes every file once up front, drops the bad ones
+and reports how many).
+
+Each source has a deterministic ``repr``: grain stores it in iterator checkpoints and
+refuses to restore into a different source.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from jaxgan.data.errors import (
+    CorruptImageError,
+    NoImagesFoundError,
+    OddWidthError,
+    PairMismatchError,
+)
+from jaxgan.data.image_io import decode_image, list_image_files
+
+Record = dict[str, np.ndarray]
+_LOG = logging.getLogger(__name__)
+
+
+def _check_index(i: int, n: int) -> int:
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"record index {i} out of range for a source of {n} records.")
+    return i
+
+
+def _drop_corrupt(files: list[str], what: str) -> tuple[list[str], list[str]]:
+    """Decodes every file once (threads); returns (readable, unreadable) and reports."""
+    def ok(path: str) -> bool:
+        try:
+            decode_image(path)
+            return True
+        except CorruptImageError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        flags = list(pool.map(ok, files))
+    good = [f for f, k in zip(files, flags) if k]
+    bad = [f for f, k in zip(files, flags) if not k]
+    if bad:
+        msg = (f"skip_corrupt=True: skipped {len(bad)} unreadable image file(s) of {len(files)} "
+               f"in {what}; first: {bad[:3]}")
+        _LOG.warning(msg)
+        warnings.warn(msg, stacklevel=3)
+    if not good:
+        raise NoImagesFoundError(f"all {len(files)} image files in {what} are unreadable.")
+    return good, bad
+
+
+class ArraySource:
+    """In-memory images: ``{key: images[i]}`` for a uint8 ``(N, H, W, C)`` array."""
+
+    def __init__(self, images: np.ndarray, *, name: str, key: str = "image"):
+        images = np.asarray(images)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"ArraySource needs uint8 (N, H, W, C), got {images.dtype} "
+                             f"{images.shape}.")
+        self.images = images
+        self.name = name
+        self.key = key
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Record:
+        return {self.key: self.images[_check_index(i, len(self))]}
+
+    def __repr__(self) -> str:
+        return f"ArraySource(name={self.name!r}, shape={tuple(self.images.shape)})"
+
+
+class ImageFolderSource:
+    """All images under ``root`` (recursive, sorted): records ``{"image": uint8 (H, W, C)}``."""
+
+    def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = False):
+        self.root = os.path.abspath(os.fspath(root))
+        self.files = list_image_files(self.root)
+        self.skipped_files: list[str] = []
+        if skip_corrupt:
+            self.files, self.skipped_files = _drop_corrupt(self.files, repr(self.root))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Record:
+        return {"image": decode_image(self.files[_check_index(i, len(self))])}
+
+    def __repr__(self) -> str:
+        return f"ImageFolderSource({self.root!r})"
+
+
+def split_aligned(image: np.ndarray, path: str = "<array>") -> tuple[np.ndarray, np.ndarray]:
+    """Splits a side-by-side ``A|B`` image ``(H, 2W, C)`` into ``A`` (left) and ``B`` (right)."""
+    w = image.shape[1]
+    if w % 2:
+        raise OddWidthError(
+            f"side-by-side pair {path!r} is {w} pixels wide (odd): a pix2pix 'aligned' image "
+            "must be A|B with two halves of equal width. Crop or pad it to an even width, or "
+            "store the pairs as two folders and use 'pairs:<dirA>,<dirB>'."
+        )
+    return image[:, : w // 2], image[:, w // 2:]
+
+
+class AlignedSource:
+    """pix2pix "aligned" folder: each file is ``A|B`` side by side; records ``{"A", "B"}``.
+
+    ``direction="BtoA"`` swaps the halves (the reference ``--direction BtoA``).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, direction: str = "AtoB",
+                 skip_corrupt: bool = False):
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}.")
+        self.direction = direction
+        self.folder = ImageFolderSource(root, skip_corrupt=skip_corrupt)
+
+    @property
+    def files(self) -> list[str]:
+        return self.folder.files
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int) -> Record:
+        path = self.folder.files[_check_index(i, len(self))]
+        a, b = split_aligned(decode_image(path), path)
+        if self.direction == "BtoA":
+            a, b = b, a
+        return {"A": a, "B": b}
+
+    def __repr__(self) -> str:
+        return f"AlignedSource({self.folder.root!r}, direction={self.direction!r})"
+
+
+def _stem_map(root: str, files: list[str], side: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in files:
+        stem = os.path.splitext(os.path.relpath(f, root))[0]
+        if stem in out:
+            raise PairMismatchError(
+                f"folder {side} ({root!r}) has two files named {stem!r} with different "
+                f"extensions ({os.path.basename(out[stem])}, {os.path.basename(f)}); pairs "
+                "are matched by name without extension, keep one of them."
+            )
+        out[stem] = f
+    return out
+
+
+class PairedFolderSource:
+    """Two folders whose files pair up by relative path without extension; ``{"A", "B"}``.
+
+    ``a/x/001.png`` pairs with ``b/x/001.jpg``. Any name present on one side only raises
+    :class:`PairMismatchError` listing examples.
+    """
+
+    def __init__(self, dir_a: str | os.PathLike, dir_b: str | os.PathLike, *,
+                 direction: str = "AtoB", skip_corrupt: bool = False):
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}.")
+        self.direction = direction
+        self.dir_a = os.path.abspath(os.fspath(dir_a))
+        self.dir_b = os.path.abspath(os.fspath(dir_b))
+        map_a = _stem_map(self.dir_a, list_image_files(self.dir_a), "A")
+        map_b = _stem_map(self.dir_b, list_image_files(self.dir_b), "B")
+        only_a = sorted(set(map_a) - set(map_b))
+        only_b = sorted(set(map_b) - set(map_a))
+        if only_a or only_b:
+            raise PairMismatchError(
+                f"A folder {self.dir_a!r} and B folder {self.dir_b!r} do not hold the same "
+                f"names: {len(only_a)} only in A (e.g. {only_a[:5]}), {len(only_b)} only in B "
+                f"(e.g. {only_b[:5]}). Pairs are matched by relative path without extension; "
+                "rename or remove the unmatched files (for unpaired data use 'unaligned:')."
+            )
+        stems = sorted(map_a)
+        self.pairs = [(map_a[s], map_b[s]) for s in stems]
+        self.skipped_files: list[str] = []
+        if skip_corrupt:
+            flat = [p for pair in self.pairs for p in pair]
+            _, bad = _drop_corrupt(flat, f"{self.dir_a!r} / {self.dir_b!r}")
+            bad_set = set(bad)
+            self.pairs = [p for p in self.pairs if p[0] not in bad_set and p[1] not in bad_set]
+            self.skipped_files = bad
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Record:
+        pa, pb = self.pairs[_check_index(i, len(self))]
+        a, b = decode_image(pa), decode_image(pb)
+        if self.direction == "BtoA":
+            a, b = b, a
+        return {"A": a, "B": b}
+
+    def __repr__(self) -> str:
+        return (f"PairedFolderSource({self.dir_a!r}, {self.dir_b!r}, "
+                f"direction={self.direction!r})")
+
+
+class UnalignedSource:
+    """Unpaired domains for CycleGAN: record ``i`` is ``{"A": a[i % nA], "B": b[j]}``.
+
+    ``len = max(nA, nB)``; ``j = perm[i] % nB`` with ``perm`` a permutation of
+    ``range(len)`` drawn once from ``seed``. So every A and every B image appears at least
+    once per epoch (the reference's ``len = max(nA, nB)``), and B partners are random but
+    fixed per source (the reference redraws B every step; the loader's per-epoch shuffle
+    still changes the order and batch composition). ``a`` and ``b`` are any sources that
+    yield ``{"image": ...}``.
+    """
+
+    def __init__(self, a: Sequence[Record], b: Sequence[Record], *, seed: int = 0):
+        if len(a) == 0 or len(b) == 0:
+            raise NoImagesFoundError(f"unaligned source has an empty domain: "
+                                     f"{len(a)} A and {len(b)} B records.")
+        self.a, self.b, self.seed = a, b, int(seed)
+        n = max(len(a), len(b))
+        self.perm = np.random.default_rng(self.seed).permutation(n)
+
+    def __len__(self) -> int:
+        return len(self.perm)
+
+    def __getitem__(self, i: int) -> Record:
+        i = _check_index(i, len(self))
+        return {"A": self.a[i % len(self.a)]["image"],
+                "B": self.b[int(self.perm[i]) % len(self.b)]["image"]}
+
+    def __repr__(self) -> str:
+        return f"UnalignedSource({self.a!r}, {self.b!r}, seed={self.seed})"
+
+
+def resolve_split_dir(path: str, split: str | None) -> str:
+    """``path/split`` when that folder exists, else ``path`` (for folder-based specs)."""
+    if split and os.path.isdir(os.path.join(path, split)):
+        return os.path.join(path, split)
+    return path
