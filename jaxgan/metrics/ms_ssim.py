@@ -24,7 +24,8 @@ Images smaller than the 5 scales need (the coarsest must be at least 11 pixels, 
   For 128x128 images the scales are 128, 64, 32, 16, 8 (the last one with an 8x8 window); for 32x32
   they are 32, 16, 8, 4, 2 (windows 11, 11, 8, 4, 2).
 * ``'fewer_scales'``: use only the first K scales whose size is >= 11 and renormalise their weights
-  to sum to 1; the K-th scale contributes the full SSIM. 32x32 -> 2 scales (32, 16), 128x128 -> 4.
+  to sum to 1; the K-th scale contributes the full SSIM (when all 5 fit, the standard weights are
+  used unchanged; they sum to 1.0001). 32x32 -> 2 scales (32, 16), 128x128 -> 4.
   Images smaller than 11 pixels raise an error.
 
 Both give exactly the standard definition for images of 176x176 and larger.
@@ -127,6 +128,8 @@ def ms_ssim_plan(
             raise ValueError(
                 f"{height}x{width} images are smaller than the {filter_size}x{filter_size} window"
             )
+        if k == num_scales:
+            return k, tuple(weights)
         total = sum(weights[:k])
         return k, tuple(w / total for w in weights[:k])
     raise ValueError(

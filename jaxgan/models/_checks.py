@@ -32,7 +32,7 @@ def check_images(
             f"{model}: expected floating-point images in [-1, 1], got dtype {x.dtype} "
             "(convert uint8 images with x / 127.5 - 1)"
         )
-    n, h, w, cin = x.shape
+    _, h, w, cin = x.shape
     if channels is not None and cin != channels:
         raise ValueError(
             f"{model}: expected input of shape (N, H, W, {channels}) ({channels} channels), "

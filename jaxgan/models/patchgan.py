@@ -4,7 +4,6 @@ their receptive fields [CG]."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import flax.linen as nn
 import jax
@@ -85,20 +84,21 @@ class PixelDiscriminator(nn.Module):
         return Conv2d(1, 1, use_bias=use_bias, impl=self.impl)(y)
 
 
-Spec = Union[PatchDiscriminator, PixelDiscriminator, int, str, Sequence[tuple[int, int]]]
+Spec = PatchDiscriminator | PixelDiscriminator | int | str | Sequence[tuple[int, int]]
+
+
+_NAMED = {"pixel": [(1, 1)] * 3, "basic": patch_layer_specs(3)}
 
 
 def _specs(d: Spec) -> list[tuple[int, int]]:
     if isinstance(d, (PatchDiscriminator, PixelDiscriminator)):
         return d.layer_specs()
-    if d == "pixel":
-        return PixelDiscriminator().layer_specs()
-    if d == "basic":
-        return patch_layer_specs(3)
     if isinstance(d, int):
         return patch_layer_specs(d)
     if isinstance(d, str):
-        raise ValueError(f"unknown discriminator {d!r}: use 'basic', 'pixel' or an n_layers int")
+        if d not in _NAMED:
+            raise ValueError(f"unknown discriminator {d!r}: use 'basic', 'pixel' or an int")
+        return _NAMED[d]
     return [(int(k), int(s)) for k, s in d]
 
 

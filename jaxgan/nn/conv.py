@@ -24,13 +24,12 @@ output pixel ``i * stride - padding + t``. A PyTorch ``ConvTranspose2d.weight`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-Padding = Union[int, Sequence[tuple[int, int]]]
+Padding = int | Sequence[tuple[int, int]]
 
 IMPLS = ("auto", "xla", "im2col")
 TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "xla_dilated")
