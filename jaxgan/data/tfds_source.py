@@ -63,9 +63,11 @@ def _not_prepared_message(name: str, cls, data_dir: str | None, builder_dir: str
     dd = f" --data_dir={data_dir}" if data_dir else ""
     msg = (f"TFDS dataset {name!r} is not prepared in array_record format (looked in "
            f"{builder_dir!r}). Prepare it once with `tfds build {name} "
-           f"--file_format=array_record{dd}` (building uses TensorFlow; reading in jaxgan does "
-           "not), or pass download=True to make_source")
-    if manual:
+           f"--file_format=array_record{dd}` (building may need TensorFlow installed; reading "
+           "in jaxgan does not)")
+    if not manual:
+        msg += ", or pass download=True to make_source to download and prepare it now"
+    else:
         msg += (f". It needs a MANUAL download first: put the files in <manual_dir> and add "
                 f"--manual_dir=<manual_dir> to `tfds build`. TFDS says: {' '.join(manual.split())}")
     return msg + "."
