@@ -477,3 +477,17 @@ def test_bad_specs():
     with pytest.raises(ValueError, match="unknown transforms"):
         data.make_loader(data.make_source("digits"), global_batch_size=2, seed=0, image_size=8,
                          transforms="zoom")
+
+
+class _Invert(grain.transforms.Map):
+    def map(self, element):
+        return {"image": 1.0 - element["image"].astype(np.float32) / 127.5}
+
+
+def test_custom_transform_sequence():
+    src = id_source(8)
+    loader = data.make_loader(src, global_batch_size=4, seed=0, image_size=4, shuffle=False,
+                              transforms=[_Invert()], num_epochs=1)
+    assert loader.transform is None
+    batch = next(iter(loader))
+    np.testing.assert_allclose(batch["image"][:, 0, 0, 0], 1.0 - np.arange(4) / 127.5, rtol=1e-6)

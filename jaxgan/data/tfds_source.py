@@ -7,7 +7,7 @@ splits, and with split ``trainA`` etc. a single-domain ``{"image"}`` source. Onl
 feature is kept (labels, attributes and ids are dropped).
 
 Datasets must be prepared in the array_record format first (``tfds build <name>
---file_format=array_record``, on a machine with TensorFlow; some, like celeb_a_hq, need a
+--file_format=array_record``; building needs TensorFlow, some datasets like celeb_a_hq need a
 manual download). Reading them needs no TensorFlow. ``download=True`` asks TFDS to download
 and prepare on the fly instead.
 """
@@ -63,7 +63,7 @@ def _not_prepared_message(name: str, cls, data_dir: str | None, builder_dir: str
     dd = f" --data_dir={data_dir}" if data_dir else ""
     msg = (f"TFDS dataset {name!r} is not prepared in array_record format (looked in "
            f"{builder_dir!r}). Prepare it once with `tfds build {name} "
-           f"--file_format=array_record{dd}` (building may need TensorFlow installed; reading "
+           f"--file_format=array_record{dd}` (the build step needs TensorFlow installed; reading "
            "in jaxgan does not)")
     if not manual:
         msg += ", or pass download=True to make_source to download and prepare it now"

@@ -129,7 +129,9 @@ def hflip(image: np.ndarray) -> np.ndarray:
 
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8 ``[0, 255]`` -> float32 ``[-1, 1]`` (``x / 127.5 - 1``), same shape."""
-    return image.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0)
+    out = np.multiply(image, np.float32(1.0 / 127.5), dtype=np.float32)
+    out -= np.float32(1.0)
+    return out
 
 
 def box_downsample(x: Any, factor: int = 2) -> Any:
