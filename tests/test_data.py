@@ -491,3 +491,16 @@ def test_custom_transform_sequence():
     assert loader.transform is None
     batch = next(iter(loader))
     np.testing.assert_allclose(batch["image"][:, 0, 0, 0], 1.0 - np.arange(4) / 127.5, rtol=1e-6)
+
+
+def test_jpeg_decode_size_hint(tmp_path):
+    img = np.repeat(np.repeat(smooth(32, 32), 8, 0), 8, 1)  # 256x256, smooth
+    Image.fromarray(img).save(tmp_path / "big.jpg", quality=95)
+    Image.fromarray(img).save(tmp_path / "big.png")
+    full = data.make_source(f"folder:{tmp_path}")
+    fast = data.make_source(f"folder:{tmp_path}", decode_size=64)
+    assert "decode_size=64" in repr(fast) and repr(full) != repr(fast)
+    assert fast[0]["image"].shape == (64, 64, 3)  # JPEG decoded at 1/4 scale
+    assert fast[1]["image"].shape == (256, 256, 3)  # PNG: the hint does not apply
+    diff = data.resize(fast[0]["image"], 64).astype(int) - data.resize(full[0]["image"], 64)
+    assert np.abs(diff).mean() < 3

@@ -3,6 +3,7 @@
 Cases (each for worker_count 0 and 2):
   * digits:   embedded scikit-learn digits, "digits:64" at 64x64x1, batch 64 (DCGAN on digits);
   * jpeg64:   a folder of N generated 256x256 JPEGs, resized to 64x64x3, batch 64 (DCGAN);
+  * jpeg64-draft: the same with make_source(..., decode_size=64) (JPEG DCT-scaled decoding);
   * jpeg256:  the same folder, pix2pix/CycleGAN preprocessing (resize 286, random crop 256,
               flip), batch 1;
   * edges2photos: the embedded pix2pix pairs (Canny per record), 286 -> 256 + flip, batch 1.
@@ -67,7 +68,8 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=400)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--cases", nargs="+",
-                        default=["digits", "jpeg64", "jpeg256", "edges2photos"])
+                        default=["digits", "jpeg64", "jpeg64-draft", "jpeg256",
+                                 "edges2photos"])
     args = parser.parse_args()
     flags.FLAGS.mark_as_parsed()  # grain reads absl flags
 
@@ -90,12 +92,14 @@ def main() -> None:
                        {"global_batch_size": 64, "image_size": 64, "channels": 1}),
             "jpeg64": (lambda: data.make_source(f"folder:{tmp}"),
                        {"global_batch_size": 64, "image_size": 64, "channels": 3}),
+            "jpeg64-draft": (lambda: data.make_source(f"folder:{tmp}", decode_size=64),
+                             {"global_batch_size": 64, "image_size": 64, "channels": 3}),
             "jpeg256": (lambda: data.make_source(f"folder:{tmp}"),
                         {"global_batch_size": 1, "image_size": 256, "channels": 3,
-                             "transforms": "resize_and_crop", "flip": True}),
+                         "transforms": "resize_and_crop", "flip": True}),
             "edges2photos": (lambda: data.make_source("edges2photos"),
                              {"global_batch_size": 1, "image_size": 256, "channels": 3,
-                                  "transforms": "resize_and_crop", "flip": True}),
+                              "transforms": "resize_and_crop", "flip": True}),
         }
         for name in args.cases:
             make_src, kw = cases[name]

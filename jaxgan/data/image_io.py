@@ -51,11 +51,15 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def decode_image(path: str | os.PathLike) -> np.ndarray:
+def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = None
+                 ) -> np.ndarray:
     """Reads one image file.
 
     Args:
       path: a PNG, JPEG, BMP, TIFF or WebP file, 8 or 16 bits per channel, gray/RGB/RGBA.
+      min_size: optional (h, w) speed hint for JPEGs: libjpeg decodes directly at 1/2, 1/4
+        or 1/8 scale (DCT scaling, Pillow's ``draft``) as long as the result stays at least
+        this large. Other formats ignore it. The pipeline's resize then does the rest.
 
     Returns:
       ``np.uint8`` array of shape ``(H, W, C)``, ``C`` in ``{1, 2, 3, 4}``, values 0..255.
@@ -65,6 +69,8 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     """
     try:
         with Image.open(path) as im:
+            if min_size is not None and im.format == "JPEG":
+                im.draft(im.mode, (int(min_size[1]), int(min_size[0])))
             im.load()
             return _pil_to_array(im)
     except CorruptImageError:

@@ -6,7 +6,9 @@ unpaired (CycleGAN) data. Channels are whatever the files hold (1, 2, 3 or 4); t
 converts them. Decoding is lazy (in ``__getitem__``), so a corrupt file raises
 :class:`CorruptImageError` naming the file when it is first read, unless the source was
 built with ``skip_corrupt=True`` (which decodes every file once up front, drops the bad ones
-and reports how many).
+and reports how many). Folder sources take ``decode_size=s``: a speed hint that lets JPEGs
+decode at a reduced DCT scale that is still at least ``s`` pixels (set it to the loader's
+``image_size``, or ``load_size`` for resize_and_crop, when the files are much larger).
 
 Each source has a deterministic ``repr``: grain stores it in iterator checkpoints and
 refuses to restore into a different source.
@@ -40,6 +42,14 @@ def _check_index(i: int, n: int) -> int:
     if not 0 <= i < n:
         raise IndexError(f"record index {i} out of range for a source of {n} records.")
     return i
+
+
+def _min_size(decode_size: int | None, width_factor: int = 1) -> tuple[int, int] | None:
+    return None if decode_size is None else (decode_size, decode_size * width_factor)
+
+
+def _ds_repr(decode_size: int | None) -> str:
+    return "" if decode_size is None else f", decode_size={decode_size}"
 
 
 def _drop_corrupt(files: list[str], what: str) -> tuple[list[str], list[str]]:
@@ -90,8 +100,10 @@ class ArraySource:
 class ImageFolderSource:
     """All images under ``root`` (recursive, sorted): records ``{"image": uint8 (H, W, C)}``."""
 
-    def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = False):
+    def __init__(self, root: str | os.PathLike, *, skip_corrupt: bool = False,
+                 decode_size: int | None = None):
         self.root = os.path.abspath(os.fspath(root))
+        self.decode_size = None if decode_size is None else int(decode_size)
         self.files = list_image_files(self.root)
         self.skipped_files: list[str] = []
         if skip_corrupt:
@@ -101,10 +113,11 @@ class ImageFolderSource:
         return len(self.files)
 
     def __getitem__(self, i: int) -> Record:
-        return {"image": decode_image(self.files[_check_index(i, len(self))])}
+        return {"image": decode_image(self.files[_check_index(i, len(self))],
+                                      _min_size(self.decode_size))}
 
     def __repr__(self) -> str:
-        return f"ImageFolderSource({self.root!r})"
+        return f"ImageFolderSource({self.root!r}{_ds_repr(self.decode_size)})"
 
 
 def split_aligned(image: np.ndarray, path: str = "<array>") -> tuple[np.ndarray, np.ndarray]:
@@ -126,10 +139,11 @@ class AlignedSource:
     """
 
     def __init__(self, root: str | os.PathLike, *, direction: str = "AtoB",
-                 skip_corrupt: bool = False):
+                 skip_corrupt: bool = False, decode_size: int | None = None):
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}.")
         self.direction = direction
+        self.decode_size = None if decode_size is None else int(decode_size)
         self.folder = ImageFolderSource(root, skip_corrupt=skip_corrupt)
 
     @property
@@ -141,13 +155,14 @@ class AlignedSource:
 
     def __getitem__(self, i: int) -> Record:
         path = self.folder.files[_check_index(i, len(self))]
-        a, b = split_aligned(decode_image(path), path)
+        a, b = split_aligned(decode_image(path, _min_size(self.decode_size, 2)), path)
         if self.direction == "BtoA":
             a, b = b, a
         return {"A": a, "B": b}
 
     def __repr__(self) -> str:
-        return f"AlignedSource({self.folder.root!r}, direction={self.direction!r})"
+        return (f"AlignedSource({self.folder.root!r}, direction={self.direction!r}"
+                f"{_ds_repr(self.decode_size)})")
 
 
 def _stem_map(root: str, files: list[str], side: str) -> dict[str, str]:
@@ -172,10 +187,12 @@ class PairedFolderSource:
     """
 
     def __init__(self, dir_a: str | os.PathLike, dir_b: str | os.PathLike, *,
-                 direction: str = "AtoB", skip_corrupt: bool = False):
+                 direction: str = "AtoB", skip_corrupt: bool = False,
+                 decode_size: int | None = None):
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}.")
         self.direction = direction
+        self.decode_size = None if decode_size is None else int(decode_size)
         self.dir_a = os.path.abspath(os.fspath(dir_a))
         self.dir_b = os.path.abspath(os.fspath(dir_b))
         map_a = _stem_map(self.dir_a, list_image_files(self.dir_a), "A")
@@ -204,14 +221,15 @@ class PairedFolderSource:
 
     def __getitem__(self, i: int) -> Record:
         pa, pb = self.pairs[_check_index(i, len(self))]
-        a, b = decode_image(pa), decode_image(pb)
+        size = _min_size(self.decode_size)
+        a, b = decode_image(pa, size), decode_image(pb, size)
         if self.direction == "BtoA":
             a, b = b, a
         return {"A": a, "B": b}
 
     def __repr__(self) -> str:
         return (f"PairedFolderSource({self.dir_a!r}, {self.dir_b!r}, "
-                f"direction={self.direction!r})")
+                f"direction={self.direction!r}{_ds_repr(self.decode_size)})")
 
 
 class UnalignedSource:

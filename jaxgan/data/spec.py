@@ -21,7 +21,8 @@ Spec syntax (``split`` is a keyword argument, default ``"train"``):
 
 For the folder specs, when ``<path>/<split>`` (e.g. ``facades/train``) is a folder it is used
 instead of ``<path>``. Folder specs take ``skip_corrupt=True`` (decode all files once, skip
-and report the unreadable ones). Paths must not contain commas.
+and report the unreadable ones) and ``decode_size=<pixels>`` (JPEG reduced-scale decoding,
+a speed hint for large files). Paths must not contain commas.
 """
 from __future__ import annotations
 
