@@ -60,11 +60,19 @@ def gaussian_window_1d(size: int, sigma: float) -> np.ndarray:
 
 
 def _filter_valid(x: jax.Array, taps: np.ndarray) -> jax.Array:
-    """Separable 'valid' correlation of NHWC ``x`` with ``outer(taps, taps)``."""
-    k = len(taps)
-    h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
-    y = sum(float(t) * x[:, i : i + h] for i, t in enumerate(taps))
-    return sum(float(t) * y[:, :, i : i + w] for i, t in enumerate(taps))
+    """Separable 'valid' correlation of NHWC ``x`` with ``outer(taps, taps)``, per channel."""
+    c = x.shape[-1]
+    k = jnp.asarray(taps, jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+    prec = jax.lax.Precision.HIGHEST
+    kh = jnp.tile(k.reshape(len(taps), 1, 1, 1), (1, 1, 1, c))
+    kw = jnp.tile(k.reshape(1, len(taps), 1, 1), (1, 1, 1, c))
+    y = jax.lax.conv_general_dilated(
+        x, kh, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c, precision=prec
+    )
+    return jax.lax.conv_general_dilated(
+        y, kw, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c, precision=prec
+    )
 
 
 def _downsample(x: jax.Array) -> jax.Array:
@@ -97,10 +105,12 @@ def ssim_and_cs(
     sigma = size * filter_sigma / filter_size
     taps = gaussian_window_1d(size, sigma)
     c1, c2 = (K1 * max_val) ** 2, (K2 * max_val) ** 2
-    mu_x, mu_y = _filter_valid(x, taps), _filter_valid(y, taps)
-    s_xx = _filter_valid(x * x, taps) - mu_x * mu_x
-    s_yy = _filter_valid(y * y, taps) - mu_y * mu_y
-    s_xy = _filter_valid(x * y, taps) - mu_x * mu_y
+    c = x.shape[-1]
+    stats = _filter_valid(jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1), taps)
+    mu_x, mu_y, e_xx, e_yy, e_xy = (stats[..., i * c : (i + 1) * c] for i in range(5))
+    s_xx = e_xx - mu_x * mu_x
+    s_yy = e_yy - mu_y * mu_y
+    s_xy = e_xy - mu_x * mu_y
     cs_map = (2.0 * s_xy + c2) / (s_xx + s_yy + c2)
     lum = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
     axes = (1, 2, 3)
