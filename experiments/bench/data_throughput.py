@@ -10,7 +10,9 @@ Cases (each for worker_count 0 and 2):
 
 The JPEGs are natural-image crops (scikit-image's bundled photos, random position, scale and
 flip, quality 90) written to a temporary folder. Worker start-up (spawned processes) and the
-first batch are excluded: timing covers `--batches` batches after `--warmup` batches.
+first batches are excluded from timing. Finally a stand-in CPU train step (jitted matmul chain
+of about --step-seconds) is timed alone and with one jpeg64 batch fetched per step, to show
+whether the pipeline slows a CPU training loop.
 
     python experiments/bench/data_throughput.py [--num-images 512] [--seconds 8]
 """
@@ -61,12 +63,56 @@ def measure(loader, warmup: int, seconds: float, max_batches: int) -> tuple[floa
     return images / dt, 1e3 * dt / count, count
 
 
+def simulated_step_overhead(loader_factory, steps: int, step_seconds: float
+                            ) -> list[tuple[str, float]]:
+    """Mean wall time of a stand-in CPU train step (a jitted matmul chain sized to take about
+    `step_seconds`, dispatched asynchronously like a real step) alone, and with
+    `next(iterator)` per step for worker_count 0 and 2."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((1024, 1024), jnp.float32) * 1e-3
+
+    @jax.jit
+    def chain(x, n):
+        return jax.lax.fori_loop(0, n, lambda i, y: jnp.tanh(y @ x), x)
+
+    chain(x, 1).block_until_ready()
+    t0 = time.perf_counter()
+    chain(x, 8).block_until_ready()
+    n = max(1, int(8 * step_seconds / (time.perf_counter() - t0)))
+
+    def run(it):
+        y = chain(x, n)  # warm-up step
+        if it is not None:
+            next(it)
+        y.block_until_ready()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            y = chain(x, n)  # async dispatch: the host fetches the next batch meanwhile
+            if it is not None:
+                next(it)
+            y.block_until_ready()
+        return (time.perf_counter() - t0) / steps
+
+    out = [("step alone", run(None))]
+    for workers in (0, 2):
+        it = iter(loader_factory(workers))
+        for _ in range(3):
+            next(it)
+        out.append((f"step + next(batch), worker_count={workers}", run(it)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-images", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=8.0, help="time budget per case")
     parser.add_argument("--max-batches", type=int, default=400)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--step-seconds", type=float, default=0.5,
+                        help="stand-in train step length for the overlap check (0: skip)")
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--cases", nargs="+",
                         default=["digits", "jpeg64", "jpeg64-draft", "jpeg256",
                                  "edges2photos"])
@@ -112,10 +158,23 @@ def main() -> None:
                              os.getloadavg()[0]))
                 print(f"{name:13s} batch {kw['global_batch_size']:3d} workers {workers}: "
                       f"{ips:8.1f} images/s, {ms:8.2f} ms/batch ({n} batches)", flush=True)
+        overlap = []
+        if args.step_seconds > 0 and "jpeg64" in args.cases:
+            src = data.make_source(f"folder:{tmp}")
+            overlap = simulated_step_overhead(
+                lambda w: data.make_loader(src, seed=0, worker_count=w, global_batch_size=64,
+                                           image_size=64, channels=3),
+                args.steps, args.step_seconds)
     print("\n| case | batch | worker_count | images/s | ms/batch | batches timed | load avg |")
     print("|---|---|---|---|---|---|---|")
     for name, b, w, ips, ms, n, load in rows:
         print(f"| {name} | {b} | {w} | {ips:.0f} | {ms:.1f} | {n} | {load:.1f} |")
+    if overlap:
+        print("\nStand-in CPU train step with jpeg64 batches (batch 64, 64x64x3):\n")
+        print("| loop | s/step |")
+        print("|---|---|")
+        for name, sec in overlap:
+            print(f"| {name} | {sec:.3f} |")
 
 
 if __name__ == "__main__":
