@@ -1,6 +1,24 @@
 """Image-set metrics: PGGAN's sliced Wasserstein distance, MS-SSIM (and its diversity measure),
 FID and KID with user-supplied Inception-v3 weights, and :func:`evaluate_generator`.
 """
+from jaxgan.metrics.evaluate import KNOWN_METRICS, evaluate_generator
+from jaxgan.metrics.fid import (
+    FeatureStats,
+    fid_from_features,
+    fid_from_stats,
+    frechet_distance,
+    kernel_inception_distance,
+    polynomial_mmd2_unbiased,
+)
+from jaxgan.metrics.inception import (
+    InceptionFeatureExtractor,
+    InceptionV3Features,
+    inception_weight_shapes,
+    load_inception,
+    random_inception_state_dict,
+    state_dict_from_variables,
+    variables_from_state_dict,
+)
 from jaxgan.metrics.ms_ssim import (
     MS_SSIM_WEIGHTS,
     MSSSIMDiversity,
@@ -30,25 +48,40 @@ from jaxgan.metrics.swd import (
 )
 
 __all__ = [
+    "KNOWN_METRICS",
     "MS_SSIM_WEIGHTS",
+    "FeatureStats",
+    "InceptionFeatureExtractor",
+    "InceptionV3Features",
     "MSSSIMDiversity",
     "SWDAccumulator",
     "batch_descriptors",
     "binomial_filter_2d",
+    "evaluate_generator",
     "extract_descriptors",
+    "fid_from_features",
+    "fid_from_stats",
+    "frechet_distance",
+    "inception_weight_shapes",
+    "kernel_inception_distance",
     "laplacian_pyramid",
+    "load_inception",
     "max_pyramid_levels",
     "ms_ssim",
     "ms_ssim_diversity",
     "ms_ssim_plan",
+    "polynomial_mmd2_unbiased",
     "pyr_down",
     "pyr_up",
+    "random_inception_state_dict",
     "reconstruct_laplacian_pyramid",
     "sample_centres",
     "sample_directions",
     "sliced_wasserstein",
     "sliced_wasserstein_distance",
     "ssim_and_cs",
+    "state_dict_from_variables",
     "swd_from_accumulators",
     "to_pixel_range",
+    "variables_from_state_dict",
 ]

@@ -223,6 +223,11 @@ def _unit_paths(tree: Mapping, prefix: tuple[str, ...] = ()):
 
 def inception_weight_shapes(fid_variant: bool = True) -> dict[str, tuple[int, ...]]:
     """Expected ``{torch-style name: shape}`` of a weight file (see the module docstring)."""
+    return dict(_weight_shapes(fid_variant))
+
+
+@functools.lru_cache(maxsize=2)
+def _weight_shapes(fid_variant: bool) -> dict[str, tuple[int, ...]]:
     abstract = _abstract_variables(fid_variant)
     shapes = {}
     for path in _unit_paths(abstract["params"]):
@@ -318,7 +323,7 @@ class InceptionFeatureExtractor:
       variables: Flax variables (from :func:`load_inception` / :func:`variables_from_state_dict`).
       fid_variant: the pytorch-fid block variant (True) or torchvision's (False).
       resize: resize inputs to 299x299 (False feeds them as they are; they must be >= 75x75).
-      batch_size: images per forward pass.
+      batch_size: images per forward pass (a smaller last batch is zero-padded to it).
     """
 
     def __init__(
@@ -351,10 +356,14 @@ class InceptionFeatureExtractor:
                 f"without resizing, Inception-v3 needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} "
                 f"inputs, got {images.shape[1]}x{images.shape[2]}"
             )
-        outs = [
-            np.asarray(self._forward(self.variables, images[i : i + self.batch_size]))
-            for i in range(0, images.shape[0], self.batch_size)
-        ]
+        outs = []
+        for i in range(0, images.shape[0], self.batch_size):
+            batch = np.asarray(images[i : i + self.batch_size], np.float32)
+            n = batch.shape[0]
+            if n < self.batch_size:  # pad the last batch: one compilation per input size
+                pad = np.zeros((self.batch_size - n, *batch.shape[1:]), np.float32)
+                batch = np.concatenate([batch, pad])
+            outs.append(np.asarray(self._forward(self.variables, batch))[:n])
         return np.concatenate(outs, axis=0)
 
 

@@ -192,24 +192,31 @@ class MSSSIMDiversity:
         self.total = 0.0
         self.count = 0
         self._carry: np.ndarray | None = None
+        self._pairs: int | None = None
 
     def update(self, images: jax.Array | np.ndarray) -> None:
         """Add (N, H, W, C) images in [-1, 1]."""
         chex.assert_rank(images, 4)
+        images = np.asarray(images, np.float32)
         if self._carry is not None:
-            images = jnp.concatenate([jnp.asarray(self._carry), jnp.asarray(images)], axis=0)
+            images = np.concatenate([self._carry, images], axis=0)
             self._carry = None
-        n = images.shape[0]
-        if n % 2:
-            self._carry = np.asarray(images[-1:])
+        if images.shape[0] % 2:
+            self._carry = images[-1:]
             images = images[:-1]
-        if images.shape[0] == 0:
+        pairs = images.shape[0] // 2
+        if pairs == 0:
             return
-        scores = ms_ssim(
-            images[0::2], images[1::2], quantize=self.quantize, small_images=self.small_images
-        )
-        self.total += float(jnp.sum(scores, dtype=jnp.float32))
-        self.count += int(scores.shape[0])
+        # Fewer pairs than in the first call are padded (and masked): one compilation.
+        if self._pairs is None:
+            self._pairs = pairs
+        a, b = images[0::2], images[1::2]
+        if pairs < self._pairs:
+            pad = np.zeros((self._pairs - pairs, *images.shape[1:]), np.float32)
+            a, b = np.concatenate([a, pad]), np.concatenate([b, pad])
+        scores = ms_ssim(a, b, quantize=self.quantize, small_images=self.small_images)
+        self.total += float(np.sum(np.asarray(scores, np.float64)[:pairs]))
+        self.count += pairs
 
     def result(self) -> float:
         """Mean MS-SSIM over the pairs seen so far."""

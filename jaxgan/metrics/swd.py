@@ -347,6 +347,7 @@ class SWDAccumulator:
         self.capacity = capacity
         self.dim = c * patch_size * patch_size
         self.num_images = 0
+        self._batch: int | None = None
         if capacity is not None:
             rows = capacity * num_per_image
             self._levels = [np.empty((rows, self.dim), np.float32) for _ in range(num_levels)]
@@ -373,13 +374,20 @@ class SWDAccumulator:
             raise ValueError(
                 f"SWDAccumulator was sized for {self.capacity} images; got {self.num_images + n}"
             )
+        # A smaller (last) batch is zero-padded to the first batch's size: one compilation.
+        if self._batch is None:
+            self._batch = n
+        if n < self._batch:
+            images = np.concatenate(
+                [np.asarray(images), np.zeros((self._batch - n, *self.image_shape), np.float32)]
+            )
         descs = batch_descriptors(
             images, self.key, jnp.int32(self.num_images), num_levels=self.num_levels,
             num_per_image=self.num_per_image, patch_size=self.patch_size, quantize=self.quantize,
         )
         r0 = self.num_images * self.num_per_image
         for lvl, d in enumerate(descs):
-            d = np.asarray(d)
+            d = np.asarray(d)[: n * self.num_per_image]
             if self.capacity is not None:
                 self._levels[lvl][r0 : r0 + d.shape[0]] = d
             else:
