@@ -63,11 +63,11 @@ def measure(loader, warmup: int, seconds: float, max_batches: int) -> tuple[floa
     return images / dt, 1e3 * dt / count, count
 
 
-def simulated_step_overhead(loader_factory, steps: int, step_seconds: float
+def simulated_step_overhead(loaders, steps: int, step_seconds: float
                             ) -> list[tuple[str, float]]:
     """Mean wall time of a stand-in CPU train step (a jitted matmul chain sized to take about
     `step_seconds`, dispatched asynchronously like a real step) alone, and with
-    `next(iterator)` per step for worker_count 0 and 2."""
+    `next(iterator)` per step for each `(label, make_loader_thunk)` in `loaders`."""
     import jax
     import jax.numpy as jnp
 
@@ -96,11 +96,12 @@ def simulated_step_overhead(loader_factory, steps: int, step_seconds: float
         return (time.perf_counter() - t0) / steps
 
     out = [("step alone", run(None))]
-    for workers in (0, 2):
-        it = iter(loader_factory(workers))
+    for label, make in loaders:
+        it = iter(make())
         for _ in range(3):
             next(it)
-        out.append((f"step + next(batch), worker_count={workers}", run(it)))
+        out.append((f"step + next(batch), {label}", run(it)))
+    out.append(("step alone (again)", run(None)))
     return out
 
 
@@ -160,11 +161,15 @@ def main() -> None:
                       f"{ips:8.1f} images/s, {ms:8.2f} ms/batch ({n} batches)", flush=True)
         overlap = []
         if args.step_seconds > 0 and "jpeg64" in args.cases:
-            src = data.make_source(f"folder:{tmp}")
-            overlap = simulated_step_overhead(
-                lambda w: data.make_loader(src, seed=0, worker_count=w, global_batch_size=64,
-                                           image_size=64, channels=3),
-                args.steps, args.step_seconds)
+            kw = {"seed": 0, "global_batch_size": 64, "image_size": 64, "channels": 3}
+            full = data.make_source(f"folder:{tmp}")
+            draft = data.make_source(f"folder:{tmp}", decode_size=64)
+            overlap = simulated_step_overhead([
+                ("worker_count=0", lambda: data.make_loader(full, worker_count=0, **kw)),
+                ("worker_count=2", lambda: data.make_loader(full, worker_count=2, **kw)),
+                ("decode_size=64, worker_count=0",
+                 lambda: data.make_loader(draft, worker_count=0, **kw)),
+            ], args.steps, args.step_seconds)
     print("\n| case | batch | worker_count | images/s | ms/batch | batches timed | load avg |")
     print("|---|---|---|---|---|---|---|")
     for name, b, w, ips, ms, n, load in rows:
