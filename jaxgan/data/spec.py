@@ -58,8 +58,9 @@ def make_source(spec: str, *, split: str = "train", **options):
       spec: the source string, e.g. ``"digits:32"``, ``"tfds:celeb_a_hq/256"``,
         ``"aligned:/data/facades"``.
       split: ``"train"``, ``"test"`` (or any TFDS split / subfolder name).
-      **options: per-kind options (``skip_corrupt``, ``direction``, ``data_dir``,
-        ``download``, ``image_key``, ``seed`` for the random B partners of unaligned sources).
+      **options: per-kind options: folders ``skip_corrupt``, ``decode_size``; aligned and
+        pairs also ``direction``; unaligned also ``seed`` (its random B partners); tfds
+        ``data_dir``, ``download``, ``image_key``, ``seed``; digits ``size``.
 
     Returns:
       A grain random-access source of uint8 ``(H, W, C)`` records, ``{"image"}`` or
