@@ -93,17 +93,23 @@ class PGGANGenerator(nn.Module):
             h = pixel_norm(_lrelu(conv(h)))
         return h
 
+    def features(self, z: jax.Array, stage: int) -> tuple[jax.Array, jax.Array]:
+        """The trunk: (h_prev, h), the features of blocks ``stage - 1`` and ``stage``.
+
+        z: (N, latent_dim). h: (N, 4 * 2**stage, same, nf(stage)). At stage 0, h_prev is h.
+        """
+        x = pixel_norm(z)
+        h = self.dense(x).reshape(z.shape[0], 4, 4, self.nf[0]) + self.dense_bias
+        h = self._block(pixel_norm(_lrelu(h)), 0)
+        prev = h
+        for s in range(1, stage + 1):
+            prev, h = h, self._block(h, s)
+        return prev, h
+
     def __call__(self, z: jax.Array, stage: int, alpha: jax.Array | float = 1.0) -> jax.Array:
         check_latents(z, f"PGGANGenerator(resolution={self.resolution})", self.latent_dim)
         _check_stage(stage, self.resolution, "PGGANGenerator")
-        x = pixel_norm(z)
-        h = self.dense(x).reshape(z.shape[0], 4, 4, self.nf[0]) + self.dense_bias
-        h = pixel_norm(_lrelu(h))
-        h = self._block(h, 0)
-        prev = h
-        for s in range(1, stage + 1):
-            prev = h
-            h = self._block(h, s)
+        prev, h = self.features(z, stage)
         img = self.to_rgb[stage](h)
         if stage > 0:
             skip = upsample_nearest_2x(self.to_rgb[stage - 1](prev))
@@ -168,13 +174,17 @@ class PGGANDiscriminator(nn.Module):
             h = lerp(skip, h, jnp.asarray(alpha, h.dtype))
             for s in range(stage - 1, 0, -1):
                 h = self._block(h, s)
-        h = minibatch_stddev(h, self.mbstd_group_size)
-        h = _lrelu(self.final_conv(h))
-        h = _lrelu(self.final_dense(h.reshape(h.shape[0], -1)))
-        out = self.out(h)[:, 0]
+        out = self.head(h)
         if self.is_initializing():
             self._create_unused(x.dtype, stage)
         return out
+
+    def head(self, h: jax.Array) -> jax.Array:
+        """The 4x4 block: (N, 4, 4, nf(0)) features -> (N,) scores."""
+        h = minibatch_stddev(h, self.mbstd_group_size)
+        h = _lrelu(self.final_conv(h))
+        h = _lrelu(self.final_dense(h.reshape(h.shape[0], -1)))
+        return self.out(h)[:, 0]
 
     def _create_unused(self, dtype: jnp.dtype, stage: int) -> None:
         for s in range(len(self.nf)):
