@@ -106,7 +106,7 @@ def test_gradient_penalty_quadratic_critic_is_analytic():
     gp_same = losses.gradient_penalty(critic, real, real, key)
     np.testing.assert_allclose(gp_same, expected(real.astype(np.float64)), rtol=2e-6)
 
-    u = np.asarray(jax.random.uniform(key, (5, 1, 1, 1), jnp.float32), np.float64)
+    u = np.asarray(jax.random.uniform(key, (5,), jnp.float32), np.float64).reshape(5, 1, 1, 1)
     x_hat = real.astype(np.float64) + u * (fake.astype(np.float64) - real)
     gp = losses.gradient_penalty(critic, real, fake, key)
     np.testing.assert_allclose(gp, expected(x_hat), rtol=2e-6)

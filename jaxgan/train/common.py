@@ -1,0 +1,235 @@
+"""Pieces shared by the per-family train steps: input checks, optimizers, the finite guard.
+
+Nothing here knows about a family; see ``jaxgan.train.{dcgan,pix2pix,cyclegan,pggan}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+__all__ = [
+    "adam",
+    "apply_model",
+    "bind_config",
+    "check_image_batch",
+    "check_key",
+    "ema_update",
+    "freeze",
+    "guard_finite",
+    "init_variables",
+    "jit_init",
+    "linear_decay_schedule",
+    "optimizer_count",
+    "tree_all_finite",
+]
+
+PyTree = Any
+
+
+def freeze(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+    """An immutable, hashable copy of ``config`` (equal configs hash equal)."""
+    if isinstance(config, ml_collections.FrozenConfigDict):
+        return config
+    return ml_collections.FrozenConfigDict(config)
+
+
+@functools.lru_cache(maxsize=64)
+def _bind(fn: Callable, config: ml_collections.FrozenConfigDict, *args: Any) -> Callable:
+    return functools.partial(fn, config, *args)
+
+
+def bind_config(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Callable:
+    """``functools.partial(fn, freeze(config), *args)``, the *same object* for equal configs.
+
+    jax caches traces and compilations per function object, so binding through here lets
+    every ``make_train_step`` call with an equal config reuse one compilation.
+    """
+    return _bind(fn, freeze(config), *args)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_init(fn: Callable, config: ml_collections.FrozenConfigDict, *args: Any) -> Callable:
+    return jax.jit(functools.partial(fn, config, *args))
+
+
+def jit_init(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Callable:
+    """``jax.jit(partial(fn, freeze(config), *args))``, cached per (fn, config, args).
+
+    Initialisation runs as one compiled program instead of op by op (on CPU the eager
+    path compiles every primitive separately, which is far slower for a model init).
+    """
+    return _jit_init(fn, freeze(config), *args)
+
+
+def adam(opt: ml_collections.ConfigDict, learning_rate: float | optax.Schedule | None = None
+         ) -> optax.GradientTransformation:
+    """Adam from an optimizer config (fields ``learning_rate, b1, b2, eps``).
+
+    ``learning_rate`` overrides ``opt.learning_rate`` (e.g. with a schedule).
+    """
+    lr = opt.learning_rate if learning_rate is None else learning_rate
+    return optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+
+
+def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps: int
+                          ) -> optax.Schedule:
+    """``learning_rate`` for ``constant_steps`` steps, then linearly down to 0 over ``decay_steps``.
+
+    The step form of the pix2pix/CycleGAN reference's ``n_epochs`` constant +
+    ``n_epochs_decay`` linear epochs (the reference steps its rate once per epoch; this
+    decays every step). After the decay the rate stays 0.
+    """
+    if constant_steps < 0 or decay_steps < 0:
+        raise ValueError(
+            f"schedule lengths must be >= 0 steps; got constant_steps={constant_steps}, "
+            f"decay_steps={decay_steps}"
+        )
+    if decay_steps == 0:
+        return optax.constant_schedule(learning_rate)
+    return optax.join_schedules(
+        [optax.constant_schedule(learning_rate),
+         optax.linear_schedule(learning_rate, 0.0, decay_steps)],
+        [constant_steps],
+    )
+
+
+def optimizer_count(opt_state: PyTree) -> jax.Array:
+    """The update count (int32 scalar) of an optax state: the step its schedule is at."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "count")
+    if not found:
+        raise ValueError("optimizer state has no 'count' (not an optax adam state?)")
+    return found[0][1]
+
+
+def init_variables(model: nn.Module, key: jax.Array, *args: Any, **kwargs: Any
+                   ) -> tuple[PyTree, PyTree]:
+    """``model.init`` -> ``(params, batch_stats)``; ``batch_stats`` is ``{}`` without BatchNorm."""
+    pkey, dkey = jax.random.split(key)
+    variables = model.init({"params": pkey, "dropout": dkey}, *args, **kwargs)
+    return variables["params"], variables.get("batch_stats", {})
+
+
+def apply_model(
+    model: nn.Module,
+    params: PyTree,
+    batch_stats: PyTree,
+    *args: Any,
+    train: bool = True,
+    dropout_key: jax.Array | None = None,
+    **kwargs: Any,
+) -> tuple[jax.Array, PyTree]:
+    """Apply a flax module, threading BatchNorm statistics: returns ``(output, batch_stats)``.
+
+    With ``train`` and a non-empty ``batch_stats``, BatchNorm uses the batch statistics and
+    the running averages are updated (``mutable=['batch_stats']``); otherwise they are
+    returned unchanged. ``dropout_key`` feeds the ``'dropout'`` rng stream.
+    """
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    rngs = {"dropout": dropout_key} if dropout_key is not None else None
+    if train and batch_stats:
+        out, updates = model.apply(variables, *args, train=train, rngs=rngs,
+                                   mutable=["batch_stats"], **kwargs)
+        return out, updates["batch_stats"]
+    return model.apply(variables, *args, train=train, rngs=rngs, **kwargs), batch_stats
+
+
+def _describe(x: Any) -> str:
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is None:
+        return f"a {type(x).__name__}"
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
+
+
+def check_image_batch(
+    family: str,
+    batch: Any,
+    expected: Mapping[str, Sequence[int | None]],
+    *,
+    same_batch_size: bool = True,
+) -> int:
+    """Validate a batch of images at the step's boundary (trace time); returns N.
+
+    Args:
+      family: name used in the messages ('pix2pix', ...).
+      batch: the step's batch; must be a mapping holding at least ``expected``'s keys.
+      expected: key -> expected shape ``(N, H, W, C)`` with ``None`` for any N.
+      same_batch_size: all entries must share N.
+
+    Raises:
+      TypeError: if the batch is not a mapping.
+      ValueError: naming the key, the expected float32 shape and what was given.
+    """
+    if not isinstance(batch, Mapping):
+        raise TypeError(
+            f"{family} train_step: batch must be a dict with keys {sorted(expected)}; "
+            f"got {type(batch).__name__}"
+        )
+    sizes = {}
+    for name, shape in expected.items():
+        want = "float32[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+        if name not in batch:
+            raise ValueError(
+                f"{family} train_step: batch is missing {name!r}: expected {want} images "
+                f"in [-1, 1]; got keys {sorted(batch)}"
+            )
+        x = batch[name]
+        got = _describe(x)
+        msg = (f"{family} train_step: batch[{name!r}] must be {want} images (NHWC) in "
+               f"[-1, 1]; got {got}")
+        if getattr(x, "shape", None) is None or len(x.shape) != len(shape):
+            raise ValueError(msg)
+        if x.dtype != jnp.float32:
+            raise ValueError(msg + " (convert with .astype(float32), scaled to [-1, 1])")
+        for d, w in zip(x.shape, shape, strict=True):
+            if w is not None and d != w:
+                raise ValueError(msg)
+        if x.shape[0] < 1:
+            raise ValueError(msg + " (empty batch)")
+        sizes[name] = int(x.shape[0])
+    if same_batch_size and len(set(sizes.values())) > 1:
+        raise ValueError(f"{family} train_step: batch entries differ in batch size: {sizes}")
+    return next(iter(sizes.values()))
+
+
+def check_key(family: str, key: Any) -> None:
+    """A PRNG key: a typed key array of shape () or a raw uint32[2] key."""
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+        return
+    if dtype == jnp.uint32 and shape == (2,):
+        return
+    raise ValueError(
+        f"{family} train_step: key must be one PRNG key (jax.random.key(seed)); got "
+        f"{_describe(key)}"
+    )
+
+
+def tree_all_finite(tree: PyTree) -> jax.Array:
+    """bool scalar: every floating-point leaf of ``tree`` is finite (True for an empty tree)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.bool_(True)
+    return jnp.all(jnp.stack(leaves))
+
+
+def guard_finite(finite: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    """``new`` where ``finite`` else ``old``, leaf by leaf (trees of the same structure)."""
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
+def ema_update(ema: PyTree, params: PyTree, decay: float) -> PyTree:
+    """``decay * ema + (1 - decay) * params`` leaf by leaf."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)

@@ -1,0 +1,331 @@
+"""CycleGAN training (Zhu et al. 2017; [CG] pytorch-CycleGAN-and-pix2pix).
+
+Names: ``g_ab`` maps domain A to B (the reference's G_A), ``g_ba`` maps B to A (G_B);
+``d_a`` judges domain-A images (the reference's D_B), ``d_b`` judges domain B (D_A).
+
+Per step, as the reference: fakes and reconstructions with the current generators; G update
+(both generators, one Adam) on ``GAN(d_b(fake_B)) + GAN(d_a(fake_A)) + lambda_a *
+L1(rec_A, A) + lambda_b * L1(rec_B, B) + identity``, where identity is ``lambda_b * lambda_identity
+* L1(g_ab(B), B) + lambda_a * lambda_identity * L1(g_ba(A), A)`` and the discriminators are
+the pre-update ones; then D update (both discriminators, one Adam), each ``0.5 * (real +
+fake)`` with the fakes drawn from a 50-image history pool: while a pool is not full every
+fake is stored and used; afterwards, per image, with probability 0.5 a random stored fake
+is returned and replaced by the new one, else the new fake is used. The pools are arrays in
+the state and are updated functionally with the step key. LSGAN, Adam(2e-4, 0.5, 0.999),
+constant then linearly decaying learning rate.
+
+Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}`` in
+[-1, 1], unaligned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from jaxgan import losses, parallel
+from jaxgan.train import common
+from jaxgan.train.pix2pix import _discriminator_overrides, _generator_overrides
+
+__all__ = [
+    "CycleGANState",
+    "build_models",
+    "create_state",
+    "default_config",
+    "learning_rate_schedule",
+    "make_train_step",
+    "pool_query",
+    "train_step",
+    "translate",
+]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The reference defaults ([CG] in REFERENCE.md).
+
+    Fields:
+      image_size (256), in_channels / out_channels (channels of domains A and B, 3 and 3),
+      batch_size (1), seed, num_steps (constant + decay steps).
+      data.load_size (286), data.random_flip (True): for the data pipeline.
+      model.generator ('resnet_9blocks'; model.n_blocks / model.num_downs override the
+        name's depth when not None), model.discriminator ('basic'; 'n_layers' uses
+        model.n_layers_d; 'pixel'), model.ngf / model.ndf (64), model.norm ('instance'),
+        model.use_dropout (False).
+      loss.gan ('lsgan'), loss.lambda_a / loss.lambda_b (10: cycle weights, A->B->A and
+        B->A->B), loss.lambda_identity (0.5; 0 disables the identity terms), loss.d_scale
+        (0.5: the reference halves each D loss).
+      pool_size: fake history per domain (50; 0 disables the pool).
+      optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8).
+      schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs in
+        steps (defaults: horse2zebra, 1,334 steps per epoch at batch 1).
+    """
+    c = ml_collections.ConfigDict()
+    c.image_size = 256
+    c.in_channels = 3
+    c.out_channels = 3
+    c.batch_size = 1
+    c.seed = 0
+    c.pool_size = 50
+    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
+    c.model = ml_collections.ConfigDict({
+        "generator": "resnet_9blocks", "num_downs": ml_collections.FieldReference(None, field_type=int),
+        "n_blocks": ml_collections.FieldReference(None, field_type=int),
+        "discriminator": "basic", "n_layers_d": 3,
+        "ngf": 64, "ndf": 64, "norm": "instance", "use_dropout": False})
+    c.loss = ml_collections.ConfigDict({
+        "gan": "lsgan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "d_scale": 0.5})
+    c.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+    c.schedule = ml_collections.ConfigDict({"constant_steps": 133_400, "decay_steps": 133_400})
+    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
+    return c
+
+
+class CycleGANState(struct.PyTreeNode):
+    """step (int32 scalar); ``g_params = {'g_ab', 'g_ba'}``, ``d_params = {'d_a', 'd_b'}``
+    and their batch stats (``{}`` entries with InstanceNorm) and Adam states; the fake
+    pools ``pool_a: float32[pool_size, S, S, in_channels]`` (fakes of domain A),
+    ``pool_b: [pool_size, S, S, out_channels]`` and their fill counts (int32 scalars)."""
+
+    step: jax.Array
+    g_params: Any
+    g_batch_stats: Any
+    d_params: Any
+    d_batch_stats: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    pool_a: jax.Array
+    pool_a_count: jax.Array
+    pool_b: jax.Array
+    pool_b_count: jax.Array
+
+
+def build_models(config: ml_collections.ConfigDict) -> dict:
+    """``{'g_ab', 'g_ba', 'd_a', 'd_b'}`` modules from the model registry."""
+    from jaxgan import models
+
+    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
+    return {
+        "g_ab": models.create(mc.generator, **_generator_overrides(mc, a_ch, b_ch)),
+        "g_ba": models.create(mc.generator, **_generator_overrides(mc, b_ch, a_ch)),
+        "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
+        "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
+    }
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant ``optimizer.learning_rate`` then linear decay to 0 over ``schedule.decay_steps``."""
+    return common.linear_decay_schedule(config.optimizer.learning_rate,
+                                        config.schedule.constant_steps,
+                                        config.schedule.decay_steps)
+
+
+def _optimizers(config):
+    lr = learning_rate_schedule(config)
+    return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
+
+
+def _check_config(config) -> None:
+    if config.loss.lambda_identity > 0 and config.in_channels != config.out_channels:
+        raise ValueError(
+            "cyclegan: the identity loss needs in_channels == out_channels (got "
+            f"{config.in_channels} and {config.out_channels}); set loss.lambda_identity=0")
+    if config.pool_size < 0:
+        raise ValueError(f"cyclegan: pool_size must be >= 0; got {config.pool_size}")
+
+
+def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
+    """Initialise both generators and discriminators, their optimizers and empty pools.
+
+    Runs as one jitted program (cached per config).
+    """
+    _check_config(config)
+    return common.jit_init(_init, config)(key)
+
+
+def _init(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
+    nets = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    s, a_ch, b_ch = config.image_size, config.in_channels, config.out_channels
+    img = {"a": jnp.zeros((1, s, s, a_ch), jnp.float32),
+           "b": jnp.zeros((1, s, s, b_ch), jnp.float32)}
+    inputs = {"g_ab": img["a"], "g_ba": img["b"], "d_a": img["a"], "d_b": img["b"]}
+    keys = dict(zip(inputs, jax.random.split(key, 4), strict=True))
+    params, stats = {}, {}
+    for name, x in inputs.items():
+        params[name], stats[name] = common.init_variables(nets[name], keys[name], x, train=False)
+    g_params = {k: params[k] for k in ("g_ab", "g_ba")}
+    d_params = {k: params[k] for k in ("d_a", "d_b")}
+    return CycleGANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params, g_batch_stats={k: stats[k] for k in ("g_ab", "g_ba")},
+        d_params=d_params, d_batch_stats={k: stats[k] for k in ("d_a", "d_b")},
+        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+        pool_a=jnp.zeros((config.pool_size, s, s, a_ch), jnp.float32),
+        pool_a_count=jnp.zeros((), jnp.int32),
+        pool_b=jnp.zeros((config.pool_size, s, s, b_ch), jnp.float32),
+        pool_b_count=jnp.zeros((), jnp.int32),
+    )
+
+
+def pool_query(pool: jax.Array, count: jax.Array, images: jax.Array, key: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The reference's ImagePool.query, functional: returns ``(images_for_d, pool, count)``.
+
+    Args:
+      pool: ``[P, H, W, C]`` stored fakes (the first ``count`` are valid); P = 0 disables it.
+      count: int32 scalar fill count.
+      images: ``[N, H, W, C]`` new fakes, processed in order.
+      key: PRNG key for the 50% choice and the replaced slot.
+    """
+    size = pool.shape[0]
+    if size == 0:
+        return images, pool, count
+
+    def one(carry, xs):
+        pool, count = carry
+        image, k = xs
+        k_coin, k_slot = jax.random.split(k)
+        filling = count < size
+        swap = jnp.logical_and(~filling, jax.random.uniform(k_coin) > 0.5)
+        slot = jnp.where(filling, count, jax.random.randint(k_slot, (), 0, size))
+        stored = pool[slot]
+        out = jnp.where(swap, stored, image)
+        pool = jnp.where(jnp.logical_or(filling, swap), pool.at[slot].set(image), pool)
+        return (pool, count + filling.astype(count.dtype)), out
+
+    keys = jax.random.split(key, images.shape[0])
+    (pool, count), out = jax.lax.scan(one, (pool, count), (images, keys))
+    return out, pool, count
+
+
+def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: dict,
+               key: jax.Array) -> tuple[CycleGANState, dict[str, jax.Array]]:
+    """One fused G-then-D update; pure. Prefer :func:`make_train_step`.
+
+    Args:
+      config: from :func:`default_config` (static).
+      state: the current state.
+      batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``.
+      key: the run's PRNG key; the step uses ``fold_in(key, state.step)`` for the pools
+        (and dropout when enabled).
+
+    Returns:
+      (new state, metrics): float32 ``g_loss, g_gan_ab, g_gan_ba, cycle_a, cycle_b,
+      identity_a, identity_b`` (weighted terms), ``d_loss, d_a_loss, d_b_loss``,
+      ``learning_rate`` and bool ``finite``. When any loss or gradient is not finite,
+      everything but ``step`` is kept (pools included) and ``finite`` is False.
+    """
+    _check_config(config)
+    s, lc = config.image_size, config.loss
+    common.check_image_batch("cyclegan", batch, {"A": (None, s, s, config.in_channels),
+                                                 "B": (None, s, s, config.out_channels)},
+                             same_batch_size=False)
+    common.check_key("cyclegan", key)
+    nets = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    kind = lc.gan
+    real_a, real_b = batch["A"], batch["B"]
+    k_step = jax.random.fold_in(key, state.step)
+    k_pool_a, k_pool_b, k_drop = jax.random.split(k_step, 3)
+    k_drop = k_drop if config.model.use_dropout else None
+
+    def g(name, params, stats, x, k=None):
+        return common.apply_model(nets[name], params[name], stats[name], x, train=True,
+                                  dropout_key=k)
+
+    def d_apply(name, d_params, d_stats, x):
+        return common.apply_model(nets[name], d_params[name], d_stats[name], x)
+
+    def g_loss_fn(g_params):
+        stats = dict(state.g_batch_stats)
+        ks = [None] * 6 if k_drop is None else list(jax.random.split(k_drop, 6))
+        fake_b, stats["g_ab"] = g("g_ab", g_params, stats, real_a, ks[0])
+        rec_a, stats["g_ba"] = g("g_ba", g_params, stats, fake_b, ks[1])
+        fake_a, stats["g_ba"] = g("g_ba", g_params, stats, real_b, ks[2])
+        rec_b, stats["g_ab"] = g("g_ab", g_params, stats, fake_a, ks[3])
+        d_stats = dict(state.d_batch_stats)
+        logits_b, d_stats["d_b"] = d_apply("d_b", state.d_params, d_stats, fake_b)
+        logits_a, d_stats["d_a"] = d_apply("d_a", state.d_params, d_stats, fake_a)
+        terms = {
+            "g_gan_ab": losses.generator_loss(logits_b, kind),
+            "g_gan_ba": losses.generator_loss(logits_a, kind),
+            "cycle_a": losses.cycle_loss(rec_a, real_a, lc.lambda_a),
+            "cycle_b": losses.cycle_loss(rec_b, real_b, lc.lambda_b),
+        }
+        if lc.lambda_identity > 0:
+            idt_b, stats["g_ab"] = g("g_ab", g_params, stats, real_b, ks[4])
+            idt_a, stats["g_ba"] = g("g_ba", g_params, stats, real_a, ks[5])
+            terms["identity_b"] = losses.identity_loss(idt_b, real_b, lc.lambda_b,
+                                                       lc.lambda_identity)
+            terms["identity_a"] = losses.identity_loss(idt_a, real_a, lc.lambda_a,
+                                                       lc.lambda_identity)
+        else:
+            terms["identity_a"] = terms["identity_b"] = jnp.zeros((), jnp.float32)
+        total = sum(terms.values())
+        return total, (stats, d_stats, terms, fake_a, fake_b)
+
+    (g_loss, (g_bs, d_bs, g_terms, fake_a, fake_b)), g_grads = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(state.g_params)
+    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    fake_a = jax.lax.stop_gradient(fake_a)
+    fake_b = jax.lax.stop_gradient(fake_b)
+    pooled_a, pool_a, pool_a_count = pool_query(state.pool_a, state.pool_a_count, fake_a,
+                                                k_pool_a)
+    pooled_b, pool_b, pool_b_count = pool_query(state.pool_b, state.pool_b_count, fake_b,
+                                                k_pool_b)
+
+    def d_loss_fn(d_params):
+        stats = dict(d_bs)
+        real_logits, stats["d_a"] = d_apply("d_a", d_params, stats, real_a)
+        fake_logits, stats["d_a"] = d_apply("d_a", d_params, stats, pooled_a)
+        d_a_loss = losses.discriminator_loss(real_logits, fake_logits, kind, scale=lc.d_scale)
+        real_logits, stats["d_b"] = d_apply("d_b", d_params, stats, real_b)
+        fake_logits, stats["d_b"] = d_apply("d_b", d_params, stats, pooled_b)
+        d_b_loss = losses.discriminator_loss(real_logits, fake_logits, kind, scale=lc.d_scale)
+        return d_a_loss + d_b_loss, (stats, d_a_loss, d_b_loss)
+
+    (d_loss, (d_bs, d_a_loss, d_b_loss)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    metrics = dict(g_loss=g_loss, **g_terms, d_loss=d_loss, d_a_loss=d_a_loss,
+                   d_b_loss=d_b_loss)
+    finite = common.tree_all_finite((metrics, g_grads, d_grads))
+    new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
+                        d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                        pool_a=pool_a, pool_a_count=pool_a_count,
+                        pool_b=pool_b, pool_b_count=pool_b_count)
+    metrics["learning_rate"] = jnp.asarray(
+        learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)), jnp.float32)
+    metrics["finite"] = finite
+    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
+    return new, metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
+                    *, jit: bool = True, donate: bool = True):
+    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.dcgan.make_train_step`."""
+    _check_config(config)
+    step = common.bind_config(train_step, config)
+    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+
+
+def translate(config: ml_collections.ConfigDict, state: CycleGANState, images: jax.Array,
+              direction: str = "AtoB", *, train: bool = False) -> jax.Array:
+    """Map images ``[N, S, S, C]`` with ``g_ab`` (``'AtoB'``) or ``g_ba`` (``'BtoA'``)."""
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+    name = "g_ab" if direction == "AtoB" else "g_ba"
+    net = build_models(config)[name]
+    out, _ = common.apply_model(net, state.g_params[name], state.g_batch_stats[name], images,
+                                train=train)
+    return out

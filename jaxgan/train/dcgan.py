@@ -1,0 +1,207 @@
+"""DCGAN training (Radford et al. 2015; the pytorch/examples dcgan reference).
+
+Per step, as the reference: z ~ N(0, 1); D update on reals (target 1) and detached fakes
+(target 0) with binary cross-entropy, loss ``real + fake`` (not halved); then G update with
+the non-saturating loss through the *updated* D. Adam(2e-4, 0.5, 0.999) for both.
+BatchNorm runs in train mode on each D call separately (reals, fakes, fakes again for G),
+as the reference's three forward passes do.
+
+Usage::
+
+    config = dcgan.default_config()
+    state = dcgan.create_state(config, jax.random.key(config.seed))
+    step = dcgan.make_train_step(config, mesh)   # jitted, sharded, state donated
+    state, metrics = step(state, {"image": images}, key)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from jaxgan import losses, parallel
+from jaxgan.train import common
+
+__all__ = [
+    "DCGANState",
+    "build_models",
+    "create_state",
+    "default_config",
+    "generate",
+    "make_train_step",
+    "train_step",
+]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The reference defaults ([DC] in REFERENCE.md).
+
+    Fields:
+      image_size: square image side R (the generator's output is [N, R, R, channels]).
+      channels: image channels C.
+      batch_size: global batch (64).
+      seed: PRNG seed for init and the run's step key.
+      num_steps: training steps (the reference trains 25 epochs; set per data set).
+      model.latent_dim: nz (100); model.ngf, model.ndf: base widths (64).
+      loss.gan: 'vanilla' (BCE with logits; any of jaxgan.losses.GAN_KINDS).
+      optimizer.{learning_rate, b1, b2, eps}: Adam for both G and D (2e-4, 0.5, 0.999, 1e-8).
+    """
+    c = ml_collections.ConfigDict()
+    c.image_size = 64
+    c.channels = 3
+    c.batch_size = 64
+    c.seed = 0
+    c.num_steps = 20_000
+    c.model = ml_collections.ConfigDict({"latent_dim": 100, "ngf": 64, "ndf": 64})
+    c.loss = ml_collections.ConfigDict({"gan": "vanilla"})
+    c.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+    return c
+
+
+class DCGANState(struct.PyTreeNode):
+    """Everything a DCGAN run carries between steps (all jax arrays; replicated when sharded).
+
+    step: int32 scalar, steps taken. g_params/g_batch_stats, d_params/d_batch_stats: the
+    flax variable collections. g_opt_state/d_opt_state: Adam states.
+    """
+
+    step: jax.Array
+    g_params: Any
+    g_batch_stats: Any
+    d_params: Any
+    d_batch_stats: Any
+    g_opt_state: Any
+    d_opt_state: Any
+
+
+def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) modules for the config."""
+    from jaxgan import models
+
+    g = models.DCGANGenerator(resolution=config.image_size, channels=config.channels,
+                              latent_dim=config.model.latent_dim, ngf=config.model.ngf)
+    d = models.DCGANDiscriminator(resolution=config.image_size, channels=config.channels,
+                                  ndf=config.model.ndf)
+    return g, d
+
+
+def _optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    return common.adam(config.optimizer), common.adam(config.optimizer)
+
+
+def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
+    """Initialise both networks (reference init, inside the models) and their optimizers.
+
+    Runs as one jitted program (cached per config); ``key`` is split for G and D.
+    """
+    return common.jit_init(_init, config)(key)
+
+
+def _init(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
+    g, d = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    kg, kd = jax.random.split(key)
+    r = config.image_size
+    g_params, g_bs = common.init_variables(
+        g, kg, jnp.zeros((2, config.model.latent_dim), jnp.float32), train=False)
+    d_params, d_bs = common.init_variables(
+        d, kd, jnp.zeros((2, r, r, config.channels), jnp.float32), train=False)
+    return DCGANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params, g_batch_stats=g_bs,
+        d_params=d_params, d_batch_stats=d_bs,
+        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+    )
+
+
+def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict,
+               key: jax.Array) -> tuple[DCGANState, dict[str, jax.Array]]:
+    """One fused D-then-G update; pure. Prefer :func:`make_train_step`.
+
+    Args:
+      config: from :func:`default_config` (static).
+      state: the current state.
+      batch: ``{"image": float32[N, R, R, C]}`` reals in [-1, 1] (N global).
+      key: the run's PRNG key; the step uses ``fold_in(key, state.step)``.
+
+    Returns:
+      (new state, metrics): float32 scalars ``d_loss, d_loss_real, d_loss_fake, g_loss,
+      d_real, d_fake`` (mean D logits) and bool ``finite``. When any loss or gradient is
+      not finite, the networks and optimizer states are kept (only ``step`` advances) and
+      ``finite`` is False.
+    """
+    r, ch, kind = config.image_size, config.channels, config.loss.gan
+    n = common.check_image_batch("dcgan", batch, {"image": (None, r, r, ch)})
+    common.check_key("dcgan", key)
+    g, d = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    real = batch["image"]
+    z = jax.random.normal(jax.random.fold_in(key, state.step),
+                          (n, config.model.latent_dim), jnp.float32)
+
+    def g_forward(g_params):
+        return common.apply_model(g, g_params, state.g_batch_stats, z, train=True)
+
+    fake, g_vjp, g_bs = jax.vjp(g_forward, state.g_params, has_aux=True)
+
+    def d_loss_fn(d_params):
+        real_logits, bs = common.apply_model(d, d_params, state.d_batch_stats, real)
+        fake_logits, bs = common.apply_model(d, d_params, bs, jax.lax.stop_gradient(fake))
+        l_real = losses.real_loss(real_logits, kind)
+        l_fake = losses.fake_loss(fake_logits, kind)
+        aux = (bs, l_real, l_fake, jnp.mean(real_logits), jnp.mean(fake_logits))
+        return l_real + l_fake, aux
+
+    (d_loss, (d_bs, l_real, l_fake, d_real, d_fake)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    def g_loss_of_fake(fake_images):
+        logits, bs = common.apply_model(d, d_params, d_bs, fake_images)
+        return losses.generator_loss(logits, kind), bs
+
+    (g_loss, d_bs), d_fake_grad = jax.value_and_grad(g_loss_of_fake, has_aux=True)(fake)
+    (g_grads,) = g_vjp(d_fake_grad)
+    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
+                   "d_real": d_real, "d_fake": d_fake}
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
+                        d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
+    metrics["finite"] = finite
+    return new, metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
+                    *, jit: bool = True, donate: bool = True):
+    """``step(state, batch, key) -> (state, metrics)`` for the config.
+
+    ``jit=False`` gives the pure Python function (for tests/debugging). With ``jit`` it is
+    compiled, the state donated (``donate``), and with a ``mesh`` the batch is sharded over
+    ``'data'`` and the state and key replicated (see :mod:`jaxgan.parallel`).
+    """
+    step = common.bind_config(train_step, config)
+    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+
+
+def generate(config: ml_collections.ConfigDict, state: DCGANState, z: jax.Array, *,
+             train: bool = False) -> jax.Array:
+    """Samples ``[N, R, R, C]`` in [-1, 1] from latents ``z: [N, latent_dim]``.
+
+    ``train=False`` uses BatchNorm's running averages (the reference's ``netG.eval()`` is
+    not used for its sample grids, which use train mode: pass ``train=True`` to match).
+    """
+    g, _ = build_models(config)
+    out, _ = common.apply_model(g, state.g_params, state.g_batch_stats, z, train=train)
+    return out

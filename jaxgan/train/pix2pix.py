@@ -1,0 +1,246 @@
+"""pix2pix training (Isola et al. 2017; [CG] pytorch-CycleGAN-and-pix2pix).
+
+Per step, as the reference: ``fake_B = G(A)`` (train mode: BatchNorm batch statistics and
+dropout on); D update on ``concat(A, B)`` (real) and ``concat(A, fake_B)`` (fake, detached),
+loss ``0.5 * (real + fake)``; then G update through the *updated* D with
+``GAN(D(concat(A, fake_B))) + l1_weight * L1(fake_B, B)``. Adam(2e-4, 0.5, 0.999) with the
+learning rate constant for ``schedule.constant_steps`` then linearly to 0 over
+``schedule.decay_steps`` (optax schedules, counted in optimizer steps).
+
+Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}`` in
+[-1, 1]; the direction (AtoB/BtoA) is the data pipeline's business.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from jaxgan import losses, parallel
+from jaxgan.train import common
+
+__all__ = [
+    "Pix2PixState",
+    "build_models",
+    "create_state",
+    "default_config",
+    "learning_rate_schedule",
+    "make_train_step",
+    "train_step",
+    "translate",
+]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The reference defaults ([CG] in REFERENCE.md).
+
+    Fields:
+      image_size: crop size S of the square training images (256).
+      in_channels / out_channels: channels of A (the condition) and B (the target) (3, 3).
+      batch_size: global batch (1). seed: PRNG seed. num_steps: constant + decay steps.
+      data.load_size (286), data.random_flip (True): the reference's resize-then-random-crop
+        and horizontal flip, for the data pipeline.
+      model.generator: registry name, 'unet_256' (or 'unet_128', 'resnet_6blocks',
+        'resnet_9blocks'); model.num_downs / model.n_blocks: None = the name's value,
+        else an override (e.g. num_downs 5 for 32x32 images).
+      model.discriminator: 'basic' (70x70 PatchGAN), 'n_layers' (with model.n_layers_d)
+        or 'pixel'.
+      model.ngf, model.ndf (64), model.norm ('batch'), model.use_dropout (True).
+      loss.gan ('vanilla'), loss.l1_weight (lambda_L1 = 100), loss.d_scale (0.5, the
+        reference's halving of D's loss).
+      optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8) for G and D.
+      schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs,
+        here in steps (defaults: 100 epochs of the 400 facades training pairs at batch 1).
+    """
+    c = ml_collections.ConfigDict()
+    c.image_size = 256
+    c.in_channels = 3
+    c.out_channels = 3
+    c.batch_size = 1
+    c.seed = 0
+    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
+    c.model = ml_collections.ConfigDict({
+        "generator": "unet_256", "num_downs": ml_collections.FieldReference(None, field_type=int),
+        "n_blocks": ml_collections.FieldReference(None, field_type=int),
+        "discriminator": "basic", "n_layers_d": 3,
+        "ngf": 64, "ndf": 64, "norm": "batch", "use_dropout": True})
+    c.loss = ml_collections.ConfigDict({"gan": "vanilla", "l1_weight": 100.0, "d_scale": 0.5})
+    c.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+    c.schedule = ml_collections.ConfigDict({"constant_steps": 40_000, "decay_steps": 40_000})
+    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
+    return c
+
+
+class Pix2PixState(struct.PyTreeNode):
+    """step (int32 scalar); G and D params, batch stats (``{}`` without BatchNorm) and Adam
+    states (which count the schedule's steps)."""
+
+    step: jax.Array
+    g_params: Any
+    g_batch_stats: Any
+    d_params: Any
+    d_batch_stats: Any
+    g_opt_state: Any
+    d_opt_state: Any
+
+
+def _generator_overrides(mc, in_ch: int, out_ch: int) -> dict:
+    kw = {"in_channels": in_ch, "out_channels": out_ch, "ngf": mc.ngf, "norm": mc.norm,
+              "use_dropout": mc.use_dropout}
+    if mc.generator.startswith("unet") and mc.get("num_downs") is not None:
+        kw["num_downs"] = mc.num_downs
+    if mc.generator.startswith("resnet") and mc.get("n_blocks") is not None:
+        kw["n_blocks"] = mc.n_blocks
+    return kw
+
+
+def _discriminator_overrides(mc, in_ch: int) -> dict:
+    kw = {"in_channels": in_ch, "ndf": mc.ndf, "norm": mc.norm}
+    if mc.discriminator == "n_layers":
+        kw["n_layers"] = mc.n_layers_d
+    return kw
+
+
+def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+    """(generator A->B, discriminator on concat(A, B)) from the model registry."""
+    from jaxgan import models
+
+    mc = config.model
+    g = models.create(mc.generator,
+                      **_generator_overrides(mc, config.in_channels, config.out_channels))
+    d = models.create(mc.discriminator,
+                      **_discriminator_overrides(mc, config.in_channels + config.out_channels))
+    return g, d
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant ``optimizer.learning_rate`` then linear decay to 0 (see module doc)."""
+    return common.linear_decay_schedule(config.optimizer.learning_rate,
+                                        config.schedule.constant_steps,
+                                        config.schedule.decay_steps)
+
+
+def _optimizers(config):
+    lr = learning_rate_schedule(config)
+    return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
+
+
+def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
+    """Initialise G, D (reference init, inside the models) and their optimizers.
+
+    Runs as one jitted program (cached per config).
+    """
+    return common.jit_init(_init, config)(key)
+
+
+def _init(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
+    g, d = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    kg, kd = jax.random.split(key)
+    s = config.image_size
+    a = jnp.zeros((1, s, s, config.in_channels), jnp.float32)
+    ab = jnp.zeros((1, s, s, config.in_channels + config.out_channels), jnp.float32)
+    g_params, g_bs = common.init_variables(g, kg, a, train=False)
+    d_params, d_bs = common.init_variables(d, kd, ab, train=False)
+    return Pix2PixState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params, g_batch_stats=g_bs, d_params=d_params, d_batch_stats=d_bs,
+        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params))
+
+
+def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: dict,
+               key: jax.Array) -> tuple[Pix2PixState, dict[str, jax.Array]]:
+    """One fused D-then-G update; pure. Prefer :func:`make_train_step`.
+
+    Args:
+      config: from :func:`default_config` (static).
+      state: the current state.
+      batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``.
+      key: the run's PRNG key; dropout uses ``fold_in(key, state.step)``.
+
+    Returns:
+      (new state, metrics): float32 ``d_loss, d_loss_real, d_loss_fake, g_loss, g_gan,
+      g_l1`` (the unweighted L1), ``learning_rate``, and bool ``finite``. When any loss or
+      gradient is not finite, everything but ``step`` is kept and ``finite`` is False.
+    """
+    s = config.image_size
+    common.check_image_batch("pix2pix", batch, {"A": (None, s, s, config.in_channels),
+                                                "B": (None, s, s, config.out_channels)})
+    common.check_key("pix2pix", key)
+    g, d = build_models(config)
+    g_tx, d_tx = _optimizers(config)
+    kind, d_scale = config.loss.gan, config.loss.d_scale
+    real_a, real_b = batch["A"], batch["B"]
+    dropout_key = jax.random.fold_in(key, state.step)
+
+    def g_forward(g_params):
+        return common.apply_model(g, g_params, state.g_batch_stats, real_a, train=True,
+                                  dropout_key=dropout_key)
+
+    fake_b, g_vjp, g_bs = jax.vjp(g_forward, state.g_params, has_aux=True)
+
+    def d_loss_fn(d_params):
+        fake_ab = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], axis=-1)
+        real_ab = jnp.concatenate([real_a, real_b], axis=-1)
+        fake_logits, bs = common.apply_model(d, d_params, state.d_batch_stats, fake_ab)
+        real_logits, bs = common.apply_model(d, d_params, bs, real_ab)
+        l_fake = losses.fake_loss(fake_logits, kind)
+        l_real = losses.real_loss(real_logits, kind)
+        return d_scale * (l_real + l_fake), (bs, l_real, l_fake)
+
+    (d_loss, (d_bs, l_real, l_fake)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    def g_loss_of_fake(fake):
+        logits, bs = common.apply_model(d, d_params, d_bs,
+                                        jnp.concatenate([real_a, fake], axis=-1))
+        gan = losses.generator_loss(logits, kind)
+        l1 = losses.l1_loss(fake, real_b)
+        return gan + config.loss.l1_weight * l1, (bs, gan, l1)
+
+    (g_loss, (d_bs, g_gan, g_l1)), fake_grad = jax.value_and_grad(
+        g_loss_of_fake, has_aux=True)(fake_b)
+    (g_grads,) = g_vjp(fake_grad)
+    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
+                   "g_gan": g_gan, "g_l1": g_l1}
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
+                        d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    metrics["learning_rate"] = jnp.asarray(
+        learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)),
+        jnp.float32)
+    metrics["finite"] = finite
+    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
+    return new, metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
+                    *, jit: bool = True, donate: bool = True):
+    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.dcgan.make_train_step`."""
+    step = common.bind_config(train_step, config)
+    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+
+
+def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Array, *,
+              train: bool = False, key: jax.Array | None = None) -> jax.Array:
+    """G(A): ``[N, S, S, out_channels]`` in [-1, 1].
+
+    The reference's test script keeps train mode (batch statistics, dropout on) unless
+    ``--eval``: pass ``train=True`` and a ``key`` for dropout to match it.
+    """
+    g, _ = build_models(config)
+    out, _ = common.apply_model(g, state.g_params, state.g_batch_stats, a, train=train,
+                                dropout_key=key if train else None)
+    return out
