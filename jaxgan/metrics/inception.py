@@ -316,6 +316,24 @@ def random_inception_state_dict(seed: int = 0, fid_variant: bool = True) -> dict
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("fid_variant", "resize"))
+def inception_features(
+    variables: Mapping[str, Any], images: jax.Array, *, fid_variant: bool = True,
+    resize: bool = True,
+) -> jax.Array:
+    """Jitted pool3 features: (N, H, W, 3) in [-1, 1] -> (N, 2048) float32.
+
+    With ``resize`` the images are first resized to 299x299 (bilinear, half-pixel centres, no
+    antialiasing).
+    """
+    x = jnp.asarray(images, jnp.float32)
+    if resize:
+        x = jax.image.resize(
+            x, (x.shape[0], INPUT_SIZE, INPUT_SIZE, x.shape[3]), "bilinear", antialias=False
+        )
+    return InceptionV3Features(fid_variant).apply(variables, x)
+
+
 class InceptionFeatureExtractor:
     """Callable ``(images (N, H, W, 3) in [-1, 1]) -> (N, 2048) float32 numpy`` pool3 features.
 
@@ -330,19 +348,10 @@ class InceptionFeatureExtractor:
         self, variables: Mapping[str, Any], *, fid_variant: bool = True, resize: bool = True,
         batch_size: int = 64,
     ):
-        self.model = InceptionV3Features(fid_variant)
+        self.fid_variant = fid_variant
         self.variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
         self.resize = resize
         self.batch_size = batch_size
-        self._forward = jax.jit(self._apply)
-
-    def _apply(self, variables, images):
-        x = jnp.asarray(images, jnp.float32)
-        if self.resize:
-            x = jax.image.resize(
-                x, (x.shape[0], INPUT_SIZE, INPUT_SIZE, x.shape[3]), "bilinear", antialias=False
-            )
-        return self.model.apply(variables, x)
 
     def __call__(self, images: jax.Array | np.ndarray) -> np.ndarray:
         chex.assert_rank(images, 4)
@@ -363,7 +372,9 @@ class InceptionFeatureExtractor:
             if n < self.batch_size:  # pad the last batch: one compilation per input size
                 pad = np.zeros((self.batch_size - n, *batch.shape[1:]), np.float32)
                 batch = np.concatenate([batch, pad])
-            outs.append(np.asarray(self._forward(self.variables, batch))[:n])
+            outs.append(np.asarray(inception_features(
+                self.variables, batch, fid_variant=self.fid_variant, resize=self.resize
+            ))[:n])
         return np.concatenate(outs, axis=0)
 
 

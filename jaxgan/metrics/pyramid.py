@@ -16,6 +16,8 @@ All functions take NHWC float arrays of any range (the SWD feeds them images in 
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,8 +94,9 @@ def _check_levels(shape: tuple[int, ...], num_levels: int) -> None:
         )
 
 
+@functools.partial(jax.jit, static_argnames="num_levels")
 def laplacian_pyramid(images: jax.Array, num_levels: int) -> list[jax.Array]:
-    """Laplacian pyramid of NHWC ``images``.
+    """Laplacian pyramid of NHWC ``images`` (jitted).
 
     Args:
       images: (N, H, W, C) float array; H and W divisible by ``2 ** (num_levels - 1)``.
@@ -113,6 +116,7 @@ def laplacian_pyramid(images: jax.Array, num_levels: int) -> list[jax.Array]:
     return pyramid
 
 
+@jax.jit
 def reconstruct_laplacian_pyramid(pyramid: list[jax.Array]) -> jax.Array:
     """Inverse of :func:`laplacian_pyramid`: (N, H, W, C) float32 from the list of levels."""
     out = jnp.asarray(pyramid[-1], jnp.float32)
