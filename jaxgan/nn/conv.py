@@ -39,14 +39,14 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 # Below this many matmul output columns the im2col matmul is too thin to beat XLA's own
 # convolution on CPU (measured: experiments/bench/RESULTS.md, unet_up_128to256).
-_MIN_IM2COL_OUT = 32
+_MIN_IM2COL_OUT = 128
 
 
 def default_impl(backend: str | None = None, out_features: int | None = None) -> str:
     """The convolution formulation chosen for a backend (measured: experiments/bench/conv.py).
 
     CPU: ``"im2col"`` (XLA:CPU's own convolutions, and above all their gradients, are slow),
-    except for thin outputs (< 32 matmul columns) where XLA's convolution wins;
+    except for thin outputs (< 128 matmul columns) where XLA's convolution wins;
     GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit).
     """
     backend = backend or jax.default_backend()

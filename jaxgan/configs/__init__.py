@@ -1,0 +1,61 @@
+"""Default configs of the entry points: each ``<family>.py`` has ``get_config()`` returning the
+CPU default (embedded data, narrow networks, minutes on a laptop CPU). Named configs,
+including the papers' setups, are in the repository's ``experiments/configs/``.
+
+A config is the family's train defaults (``jaxgan.train.<family>.default_config()``, every
+reference value) plus :func:`add_run_fields`: data and loop settings.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def add_run_fields(
+    c: ml_collections.ConfigDict,
+    *,
+    source: str,
+    num_steps: int,
+    log_every: int = 50,
+    sample_every: int = 500,
+    checkpoint_every: int = 1000,
+    eval_every: int = 0,
+) -> ml_collections.ConfigDict:
+    """Add the data and loop fields every entry point reads.
+
+    Fields:
+      data.source: a ``jaxgan.data.make_source`` spec ("digits:32", "tfds:celeb_a",
+        "aligned:/data/facades", ...). data.split / data.eval_split: splits for training and
+        for sample inputs / evaluation. data.transforms: "resize", "center_crop",
+        "resize_and_crop" (load_size then random crop), "random_crop", "none".
+        data.worker_count: grain worker processes (0: in the main process).
+        data.options: extra keyword options for make_source (e.g. data_dir, skip_corrupt).
+      num_steps: total training steps of the run (a resumed run continues to it).
+      log_every / sample_every / checkpoint_every / eval_every: intervals in steps (0 turns
+        samples or evaluation off). max_checkpoints: checkpoints kept.
+      num_samples: images in each sample grid.
+      eval_metrics: comma-separated jaxgan.metrics names (swd, ms_ssim, fid, kid).
+      eval_num_images: images per side for evaluation. eval_inception: path of an Inception
+        weight file for fid/kid ('' if none).
+    """
+    if "data" not in c:
+        c.data = ml_collections.ConfigDict()
+    d = c.data
+    d.source = source
+    d.split = "train"
+    d.eval_split = "test"
+    if "transforms" not in d:
+        d.transforms = "resize"
+    d.worker_count = 0
+    d.options = ml_collections.ConfigDict()
+    c.num_steps = num_steps
+    c.log_every = log_every
+    c.sample_every = sample_every
+    c.checkpoint_every = checkpoint_every
+    c.max_checkpoints = 3
+    c.num_samples = 64
+    c.eval_every = eval_every
+    c.eval_metrics = "swd,ms_ssim"
+    c.eval_num_images = 512
+    c.eval_inception = ""
+    return c

@@ -1,0 +1,17 @@
+"""DCGAN CPU default: 32x32 handwritten digits (scikit-learn's, embedded), ngf = ndf = 32.
+
+    python -m jaxgan.experiments.dcgan            # ~2-4 minutes on a 2-core CPU
+"""
+
+from jaxgan.configs import add_run_fields
+from jaxgan.train import dcgan
+
+
+def get_config():
+    c = dcgan.default_config()
+    c.image_size = 32
+    c.channels = 1
+    c.model.ngf = 32
+    c.model.ndf = 32
+    return add_run_fields(c, source="digits:32", num_steps=1500, sample_every=250,
+                          checkpoint_every=500)

@@ -1,0 +1,29 @@
+"""pix2pix CPU default: edges -> photo on 64x64 crops of scikit-image's bundled photos
+(``edges2photos``, embedded), U-Net with 6 downs, ngf = ndf = 32, batch 4.
+
+    python -m jaxgan.experiments.pix2pix          # a few minutes on a 2-core CPU
+"""
+
+from jaxgan.configs import add_run_fields
+from jaxgan.train import pix2pix
+
+
+def get_config():
+    c = pix2pix.default_config()
+    c.image_size = 64
+    c.in_channels = 3
+    c.out_channels = 3
+    c.batch_size = 4
+    c.model.generator = "unet_128"
+    c.model.num_downs = 6
+    c.model.ngf = 32
+    c.model.ndf = 32
+    c.schedule.constant_steps = 800
+    c.schedule.decay_steps = 400
+    c.data.transforms = "resize_and_crop"
+    c.data.load_size = 72
+    add_run_fields(c, source="edges2photos", num_steps=1200, sample_every=200,
+                   checkpoint_every=400)
+    c.data.transforms = "resize_and_crop"
+    c.num_samples = 8
+    return c

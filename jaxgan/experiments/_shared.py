@@ -1,0 +1,84 @@
+"""Pieces the family modules share: data loaders from config, evaluation wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgan import data
+
+
+def make_loader(
+    config: ml_collections.ConfigDict,
+    *,
+    split: str,
+    training: bool,
+    batch_size: int,
+    image_size: int,
+    channels: int | dict[str, int],
+    seed_offset: int = 0,
+    resolution: int | None = None,
+    flip: bool | None = None,
+) -> data.Loader:
+    """A grain loader from ``config.data`` (training: shuffled, random transforms; otherwise
+    in order, resized only, flips off)."""
+    d = config.data
+    source = data.make_source(d.source, split=split, **dict(d.options))
+    transforms = d.transforms if training else "resize"
+    load_size = d.get("load_size") if transforms == "resize_and_crop" else None
+    if flip is None:
+        flip = bool(d.get("random_flip", False)) and training
+    return data.make_loader(
+        source,
+        global_batch_size=batch_size,
+        seed=int(config.seed) + 7919 * seed_offset,
+        image_size=image_size,
+        channels=channels,
+        transforms=transforms,
+        load_size=load_size,
+        flip=flip,
+        resolution=resolution,
+        shuffle=training,
+        worker_count=int(d.worker_count) if training else 0,
+    )
+
+
+def first_batch(loader: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The first batch of a loader (for fixed sample inputs)."""
+    return next(iter(loader))
+
+
+def cycle_images(loader: Iterable[dict], key: str) -> Iterator[np.ndarray]:
+    """Endless iterator over the ``key`` images of a loader's batches."""
+    while True:
+        for batch in loader:
+            yield batch[key]
+
+
+def run_evaluation(
+    config: ml_collections.ConfigDict,
+    sample_fn: Callable[[jax.Array, int], Any],
+    real_batches: Iterable[np.ndarray] | None,
+    step: int,
+    *,
+    num_images: int | None = None,
+    metrics: str | None = None,
+) -> dict[str, float]:
+    """``jaxgan.metrics.evaluate_generator`` with the config's metric settings."""
+    from jaxgan import metrics as M
+
+    names = [m.strip() for m in (metrics or config.eval_metrics).split(",") if m.strip()]
+    n = int(num_images or config.eval_num_images)
+    return M.evaluate_generator(
+        sample_fn,
+        real_batches,
+        metrics=names,
+        num_images=n,
+        key=jax.random.fold_in(jax.random.key(int(config.seed) + 1), step),
+        batch_size=min(64, n - n % 2) or 2,
+        inception=config.eval_inception or None,
+    )

@@ -1,0 +1,63 @@
+"""``python -m jaxgan.experiments.dcgan``: DCGAN (BCE, Adam 2e-4/0.5/0.999) on the embedded
+digits by default, or any unconditional source (``--config.data.source=tfds:celeb_a``).
+
+Writes ``<workdir>/metrics.jsonl``, TensorBoard events, ``samples/step_*.png`` (a grid from a
+fixed latent) and orbax checkpoints; rerunning on the same workdir resumes.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from jaxgan.experiments import _shared, cli, runner
+from jaxgan.train import dcgan as T
+
+
+def _loader(config, stage, split, training):
+    return _shared.make_loader(config, split=split, training=training,
+                               batch_size=int(config.batch_size),
+                               image_size=int(config.image_size), channels=int(config.channels))
+
+
+def _sample_inputs(config):
+    key = jax.random.key(int(config.seed) + 2)
+    return jax.random.normal(key, (int(config.num_samples), int(config.model.latent_dim)))
+
+
+def _sample_fn(config, state):
+    def sample(key, n):
+        z = jax.random.normal(key, (n, int(config.model.latent_dim)))
+        return T.generate(config, state, z, train=False)
+    return sample
+
+
+def family() -> runner.Family:
+    return runner.Family(
+        name="dcgan",
+        create_state=lambda config, key, stage: T.create_state(config, key),
+        make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
+        make_loader=_loader,
+        sample_inputs=_sample_inputs,
+        # Samples in train mode (batch statistics of the fixed latents), as the reference.
+        render_samples=lambda config, state, z: T.generate(config, state, z, train=True),
+        sample_fn=_sample_fn,
+        signature=lambda config: {"model": config.model.to_dict(),
+                                  "image_size": config.image_size,
+                                  "channels": config.channels},
+    )
+
+
+def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
+    """Metrics of the generator against the eval split (see jaxgan.metrics)."""
+    real = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "image")
+    return _shared.run_evaluation(config, _sample_fn(config, state), real, step, **kw)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+    """Train (or resume) a DCGAN run in ``workdir``; returns the final state."""
+    return runner.run(family(), config, workdir, evaluate=evaluate)
+
+
+if __name__ == "__main__":
+    cli.run_main("dcgan", train_and_evaluate)

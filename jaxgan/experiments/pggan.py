@@ -1,0 +1,123 @@
+"""``python -m jaxgan.experiments.pggan``: Progressive GAN (WGAN-GP, drift, equalized LR,
+PixelNorm, minibatch stddev, generator EMA) growing 4 -> 8 -> ... -> ``config.resolution``.
+
+Schedule (``config.schedule``): stage 0 trains ``stable_kimg`` thousand images; every later
+stage fades its new blocks in over ``fade_kimg`` then trains ``stable_kimg``; the last stage
+runs until ``total_kimg`` (or ``num_steps``). Per-stage global batch sizes come from
+``batch_size_per_stage`` and, when given, learning rates from ``learning_rate_per_stage``.
+Each stage compiles once (the stage is static), the fade's alpha is traced; the optimizer
+is reset at each growth when ``schedule.reset_optimizer``. Reals are produced at the stage
+resolution by the data pipeline (box downsampling); the fade cross-fade is on device.
+Samples (``samples/step_*.png``) come from the EMA generator on a fixed latent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import ml_collections
+
+from jaxgan.experiments import _shared, cli, runner
+from jaxgan.train import pggan as T
+
+
+def stage_steps(config: ml_collections.ConfigDict, stage: int) -> int | None:
+    """Steps spent at ``stage`` before growing (None for the last stage)."""
+    images = T.stage_images(config, stage)
+    if images is None:
+        return None
+    return math.ceil(images / T.stage_batch_size(config, stage))
+
+
+def stage_start_step(config: ml_collections.ConfigDict, stage: int) -> int:
+    """The global step at which ``stage`` begins."""
+    return sum(stage_steps(config, s) for s in range(stage))
+
+
+def steps_to_kimg(config: ml_collections.ConfigDict, kimg: float) -> int:
+    """Steps to show ``kimg`` thousand images under the growth schedule."""
+    remaining = kimg * 1000.0
+    steps = 0
+    for stage in range(T.num_stages(config)):
+        batch = T.stage_batch_size(config, stage)
+        limit = T.stage_images(config, stage)
+        take = remaining if limit is None else min(remaining, limit)
+        n = math.ceil(take / batch)
+        steps += n
+        remaining -= n * batch
+        if remaining <= 0:
+            break
+    return steps
+
+
+def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
+    """``config`` with the stage's learning rate when ``schedule.learning_rate_per_stage`` is set."""
+    table = tuple(config.schedule.get("learning_rate_per_stage", ()) or ())
+    if not table:
+        return config
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+        c.optimizer.learning_rate = float(table[min(stage, len(table) - 1)])
+    return c
+
+
+def _grow(config, state, step):
+    stage = state.stage
+    if stage + 1 >= T.num_stages(config) or step < stage_start_step(config, stage + 1):
+        return None
+    return T.grow(stage_config(config, stage + 1), state)
+
+
+def _loader(config, stage, split, training):
+    res = T.stage_resolution(stage)
+    return _shared.make_loader(
+        config, split=split, training=training, batch_size=T.stage_batch_size(config, stage),
+        image_size=int(config.resolution), channels=int(config.channels), seed_offset=stage,
+        resolution=res if res != int(config.resolution) else None, flip=False,
+    )
+
+
+def _sample_inputs(config):
+    key = jax.random.key(int(config.seed) + 2)
+    return jax.random.normal(key, (int(config.num_samples), int(config.model.latent_dim)))
+
+
+def _sample_fn(config, state):
+    def sample(key, n):
+        return T.generate(config, state, jax.random.normal(key, (n, config.model.latent_dim)))
+    return sample
+
+
+def family() -> runner.Family:
+    return runner.Family(
+        name="pggan",
+        create_state=lambda config, key, stage: T.create_state(config, key, stage),
+        make_step=lambda config, mesh, stage: T.make_train_step(stage_config(config, stage), mesh),
+        make_loader=_loader,
+        sample_inputs=_sample_inputs,
+        render_samples=lambda config, state, z: T.generate(config, state, z),
+        sample_fn=_sample_fn,
+        stage_of=lambda state: int(state.stage),
+        grow=_grow,
+        signature=lambda config: {"model": config.model.to_dict(),
+                                  "resolution": config.resolution,
+                                  "channels": config.channels},
+    )
+
+
+def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
+    """Metrics of the EMA generator at its current stage against the eval split."""
+    real = _shared.cycle_images(_loader(config, int(state.stage), config.data.eval_split, False),
+                                "image")
+    return _shared.run_evaluation(config, _sample_fn(config, state), real, step, **kw)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+    """Train (or resume) a PGGAN run in ``workdir``; returns the final state."""
+    T.num_stages(config)
+    return runner.run(family(), config, workdir, evaluate=evaluate)
+
+
+if __name__ == "__main__":
+    cli.run_main("pggan", train_and_evaluate)

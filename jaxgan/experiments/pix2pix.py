@@ -1,0 +1,117 @@
+"""``python -m jaxgan.experiments.pix2pix``: pix2pix (U-Net G, PatchGAN D on concat(A, B),
+GAN + 100 * L1, constant then linear-decay learning rate) on the embedded edges -> photo
+pairs by default, or ``--config.data.source=aligned:/data/facades``.
+
+Translate mode applies the latest checkpoint of a workdir to a folder::
+
+    python -m jaxgan.experiments.pix2pix --mode=translate --workdir=W --input=DIR --output=OUT
+        [--eval_mode]   # BatchNorm running stats and no dropout (the reference's --eval)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxgan.experiments import _shared, cli, runner, translate
+from jaxgan.train import pix2pix as T
+
+
+def _channels(config):
+    return {"A": int(config.in_channels), "B": int(config.out_channels)}
+
+
+def _loader(config, stage, split, training):
+    return _shared.make_loader(config, split=split, training=training,
+                               batch_size=int(config.batch_size),
+                               image_size=int(config.image_size), channels=_channels(config))
+
+
+def _fixed_pairs(config):
+    loader = _shared.make_loader(config, split=config.data.eval_split, training=False,
+                                 batch_size=int(config.num_samples),
+                                 image_size=int(config.image_size), channels=_channels(config))
+    return _shared.first_batch(loader)
+
+
+def _as_rgb(x: jax.Array, c: int) -> jax.Array:
+    return jnp.repeat(x, c, axis=-1) if x.shape[-1] == 1 and c == 3 else x
+
+
+def _render(config, state, pairs):
+    """Rows of [A | G(A) | B] (G in eval mode)."""
+    a, b = jnp.asarray(pairs["A"]), jnp.asarray(pairs["B"])
+    fake = T.translate(config, state, a, train=False)
+    c = fake.shape[-1]
+    row = jnp.concatenate([_as_rgb(a, c)[..., :c], fake, b], axis=2)
+    return row
+
+
+def family() -> runner.Family:
+    return runner.Family(
+        name="pix2pix",
+        create_state=lambda config, key, stage: T.create_state(config, key),
+        make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
+        make_loader=_loader,
+        sample_inputs=_fixed_pairs,
+        render_samples=_render,
+        signature=lambda config: {"model": config.model.to_dict(),
+                                  "image_size": config.image_size,
+                                  "in_channels": config.in_channels,
+                                  "out_channels": config.out_channels},
+    )
+
+
+def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
+    """Metrics of G(A) against B on the eval split (translations of successive test inputs)."""
+    inputs = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "A")
+    real = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "B")
+    pending = []
+
+    def sample(key, n):
+        while sum(len(p) for p in pending) < n:
+            pending.append(T.translate(config, state, jnp.asarray(next(inputs))))
+        out = jnp.concatenate(pending)
+        pending[:] = [out[n:]]
+        return out[:n]
+
+    return _shared.run_evaluation(config, sample, real, step, **kw)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+    """Train (or resume) a pix2pix run in ``workdir``; returns the final state."""
+    return runner.run(family(), config, workdir, evaluate=evaluate)
+
+
+def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:
+    """Apply the latest checkpoint's generator to ``--input`` and write ``--output``."""
+    from absl import flags
+
+    f = flags.FLAGS
+    if not f.input or not f.output:
+        raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
+    state, step = translate.restore_latest(family(), config, workdir)
+    train = not f.eval_mode
+
+    def apply(x, key):
+        return T.translate(config, state, x, train=train, key=key if train else None)
+
+    n = translate.translate_folder(apply, f.input, f.output, image_size=int(config.image_size),
+                                   channels=int(config.in_channels), seed=int(config.seed))
+    print(f"translated {n} images with the step-{step} generator into {f.output}")
+    return n
+
+
+def _flags():
+    from absl import flags
+
+    flags.DEFINE_string("input", None, "translate: folder of input (A) images")
+    flags.DEFINE_string("output", None, "translate: folder for the outputs")
+    flags.DEFINE_bool("eval_mode", False,
+                      "translate: BatchNorm running averages and no dropout (reference --eval)")
+
+
+if __name__ == "__main__":
+    cli.run_main("pix2pix", train_and_evaluate, extra_flags=_flags,
+                 other_modes={"translate": translate_mode})

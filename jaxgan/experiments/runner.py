@@ -1,0 +1,409 @@
+"""The training loop shared by every family: workdir, data, sharded steps, logging, samples,
+periodic evaluation, orbax checkpoints with exact resume, SIGTERM and non-finite handling.
+
+A family (``jaxgan.experiments.{dcgan,pix2pix,cyclegan,pggan}``) supplies a :class:`Family`:
+how to build its state, step, loader and samples. :func:`run` does the rest::
+
+    config -> data source -> grain loader (per-process slice) -> shard_batch onto the mesh
+    -> train_step(state, batch, key) (jit, state donated) -> metrics pulled at log steps
+    -> metrics.jsonl + TensorBoard + progress bar; sample grids; eval hook; checkpoints.
+
+Everything a run writes lives in ``workdir``; a run started on a workdir holding a
+checkpoint resumes from it, and an interrupted-then-resumed run ends bit-identical (on the
+same backend) to an uninterrupted one: the step key is ``fold_in(key(seed), step)``, the data
+iterator's position is checkpointed with the state, and sample inputs are a function of the
+seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tqdm
+from PIL import Image
+
+from jaxgan import parallel
+
+PyTree = Any
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used (unwritable, or it holds a different model's run)."""
+
+
+@dataclasses.dataclass
+class Family:
+    """What the loop needs to know about a GAN family.
+
+    Attributes:
+      name: "dcgan", "pix2pix", "cyclegan" or "pggan".
+      create_state: (config, key, stage) -> state.
+      make_step: (config, mesh, stage) -> jitted step(state, batch, key) -> (state, metrics).
+      make_loader: (config, stage, split, seed, training) -> jaxgan.data.Loader.
+      sample_inputs: (config) -> host arrays fixed for the whole run (latents or
+        validation inputs), a function of ``config.seed`` only.
+      render_samples: (config, state, inputs) -> (N, H, W, C) float images in [-1, 1].
+      sample_fn: optional (config, state) -> (key, n) -> images, for the evaluation hook.
+      stage_of: (state) -> the state's static stage (0 for families without stages).
+      grow: optional (config, state) -> state at the next stage, or None when not yet due;
+        called on the host before every step (PGGAN).
+      signature: (config) -> a JSON-able description of the model, checked on resume.
+    """
+
+    name: str
+    create_state: Callable[[ml_collections.ConfigDict, jax.Array, int], PyTree]
+    make_step: Callable[..., Callable]
+    make_loader: Callable[..., Any]
+    sample_inputs: Callable[[ml_collections.ConfigDict], Any]
+    render_samples: Callable[[ml_collections.ConfigDict, PyTree, Any], jax.Array]
+    signature: Callable[[ml_collections.ConfigDict], dict]
+    sample_fn: Callable[[ml_collections.ConfigDict, PyTree], Callable] | None = None
+    stage_of: Callable[[PyTree], int] = lambda state: 0
+    grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree | None] | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Workdir, writers, samples
+
+
+def default_workdir(family: str) -> Path:
+    """``./workdirs/<family>``: where a run goes when ``--workdir`` is not given."""
+    return Path("workdirs") / family
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> Path:
+    """Create ``workdir`` and prove it is writable, before any training starts."""
+    path = Path(workdir).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test_{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise WorkdirError(
+            f"workdir {path} is not writable ({e.strerror or e}); choose another --workdir "
+            "or fix its permissions"
+        ) from e
+    return path
+
+
+class MetricWriter:
+    """Scalars to ``<workdir>/metrics.jsonl`` (one JSON object per logged step, with ``step``)
+    and TensorBoard event files under ``<workdir>/tensorboard`` (tensorboardX)."""
+
+    def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
+        self.path = workdir / "metrics.jsonl"
+        self.enabled = enabled
+        self._tb = None
+        if not enabled:
+            return
+        self._truncate(resume_step)
+        self._file = self.path.open("a")
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def _truncate(self, resume_step: int) -> None:
+        """Drop lines past the resumed step: an interrupted run may have logged beyond its
+        last checkpoint, and the resumed run logs those steps again."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                if json.loads(line).get("step", 0) <= resume_step:
+                    keep.append(line)
+        self.path.write_text("".join(k + "\n" for k in keep))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._file.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        self._file.flush()
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._file.close()
+            self._tb.close()
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, min_side: int = 64) -> np.ndarray:
+    """(N, H, W, C) floats in [-1, 1] -> one uint8 (rows*H', cols*W', 3 or 1) grid image.
+
+    Images smaller than ``min_side`` are enlarged (nearest) so small samples stay visible.
+    """
+    images = np.asarray(images, np.float32)
+    n, h, w, c = images.shape
+    if h < min_side:
+        f = -(-min_side // h)
+        images = images.repeat(f, axis=1).repeat(f, axis=2)
+        n, h, w, c = images.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.ones((rows * (h + 2) + 2, cols * (w + 2) + 2, c), np.float32)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + col * (w + 2) : 2 + col * (w + 2) + w] = (
+            images[i]
+        )
+    grid = np.clip(np.rint((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return grid[..., 0] if c == 1 else grid[..., :3]
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+class Checkpointer:
+    """orbax CheckpointManager (async, ``max_to_keep``) over items ``state`` (the train
+    state), ``data`` (the grain iterator position) and ``meta`` (family, model signature,
+    stage, step, config)."""
+
+    def __init__(self, directory: Path, max_to_keep: int):
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        self.manager = ocp.CheckpointManager(directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def meta(self, step: int) -> dict:
+        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def save(self, step: int, state: PyTree, iterator: Any, meta: dict, force: bool = False):
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=grain.checkpoint.CheckpointSave(iterator),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=force,
+        )
+
+    def restore(self, step: int, template: PyTree, iterator: Any) -> PyTree:
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(template),
+                data=grain.checkpoint.CheckpointRestore(iterator),
+            ),
+        )
+        return out["state"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def check_signature(workdir: Path, meta: dict, family: str, signature: dict) -> None:
+    """Refuse to resume a checkpoint of another family or model."""
+    theirs = (meta.get("family"), meta.get("signature"))
+    ours = (family, json.loads(json.dumps(signature)))
+    if theirs != ours:
+        raise WorkdirError(
+            f"workdir {workdir} holds a checkpoint of {theirs[0]} with model {theirs[1]}, "
+            f"but this run is {family} with model {ours[1]}. Use another --workdir to start "
+            "a new run, or the config that made this one to resume it."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Preemption:
+    """SIGTERM (TPU preemption): finish the current step, checkpoint, exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _Preemption:  # noqa: PYI034
+        with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _host_scalars(metrics: dict) -> dict[str, float]:
+    host = jax.device_get(metrics)
+    return {k: float(np.asarray(v)) for k, v in host.items() if np.ndim(v) == 0}
+
+
+def _batch_size_of(batch: dict) -> int:
+    return int(next(iter(batch.values())).shape[0])
+
+
+def run(
+    family: Family,
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    evaluate: Callable[[ml_collections.ConfigDict, PyTree, int], dict[str, float]] | None = None,
+) -> PyTree:
+    """Train ``family`` with ``config`` in ``workdir`` (resuming from its latest checkpoint).
+
+    Returns the final state. Raises :class:`NonFiniteLossError` on a non-finite loss (the last
+    good checkpoint is kept) and :class:`WorkdirError` for an unusable workdir.
+    """
+    workdir = prepare_workdir(workdir)
+    is_chief = jax.process_index() == 0
+    mesh = parallel.make_mesh()
+    signature = family.signature(config)
+    ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
+    start = ckpt.latest_step()
+    stage = 0
+    if start is not None:
+        meta = ckpt.meta(start)
+        check_signature(workdir, meta, family.name, signature)
+        stage = int(meta.get("stage", 0))
+    if is_chief:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+    key = jax.random.key(int(config.seed))
+    init_key, step_key = jax.random.split(key)
+    state = parallel.replicate(family.create_state(config, init_key, stage), mesh)
+    loader = family.make_loader(config, stage, "train", True)
+    iterator = iter(loader)
+    if start is not None:
+        state = ckpt.restore(start, state, iterator)
+        print(f"resumed {family.name} from {workdir}/checkpoints at step {start}", flush=True)
+    step = int(jax.device_get(state.step))
+    num_steps = int(config.num_steps)
+    step_fn = family.make_step(config, mesh, stage)
+    sample_inputs = family.sample_inputs(config)
+    writer = MetricWriter(workdir, step, enabled=is_chief)
+    step_key = parallel.replicate(step_key, mesh)
+
+    def meta() -> dict:
+        return {"family": family.name, "signature": signature, "stage": family.stage_of(state),
+                "step": step, "config": json.loads(config.to_json_best_effort())}
+
+    def save(force: bool = False) -> None:
+        ckpt.save(step, state, iterator, meta(), force=force)
+
+    def write_samples() -> None:
+        if not is_chief:
+            return
+        images = jax.device_get(family.render_samples(config, state, sample_inputs))
+        save_png(workdir / "samples" / f"step_{step:07d}.png", image_grid(images))
+
+    ok_flag = jnp.ones((), bool)
+    window_t, window_images, window_steps = time.perf_counter(), 0, 0
+    bar = tqdm.tqdm(
+        total=num_steps, initial=step, unit="step", dynamic_ncols=True, disable=not is_chief,
+        mininterval=1.0 if sys.stderr.isatty() else 10.0, desc=family.name,
+    )
+    print(f"{family.name}: training to step {num_steps} in {workdir} "
+          f"({jax.device_count()} {jax.default_backend()} device(s))", flush=True)
+    try:
+        with _Preemption() as preemption:
+            while step < num_steps:
+                if family.grow is not None:
+                    grown = family.grow(config, state, step)
+                    if grown is not None:
+                        state = parallel.replicate(grown, mesh)
+                        stage = family.stage_of(state)
+                        loader = family.make_loader(config, stage, "train", True)
+                        iterator = iter(loader)
+                        step_fn = family.make_step(config, mesh, stage)
+                        bar.write(f"step {step}: growing to stage {stage}")
+                batch = parallel.shard_batch(next(iterator), mesh)
+                state, metrics = step_fn(state, batch, step_key)
+                ok_flag = ok_flag & metrics["finite"].astype(bool)
+                step += 1
+                window_steps += 1
+                window_images += _batch_size_of(batch)
+                bar.update(1)
+                last = step == num_steps
+                if step % int(config.log_every) == 0 or last:
+                    scalars = _host_scalars(metrics)
+                    if not bool(jax.device_get(ok_flag)):
+                        raise NonFiniteLossError(_nonfinite_message(step, scalars, ckpt, workdir))
+                    scalars.pop("finite", None)
+                    dt = time.perf_counter() - window_t
+                    writer.write(step, scalars)
+                    rate = window_images / max(dt, 1e-9)
+                    bar.set_postfix({"img/s": f"{rate:.1f}",
+                                     **{k: f"{v:.3f}" for k, v in list(scalars.items())[:4]}})
+                    window_t, window_images, window_steps = time.perf_counter(), 0, 0
+                if int(config.sample_every) and (step % int(config.sample_every) == 0 or last):
+                    write_samples()
+                if evaluate is not None and int(config.eval_every) and (
+                        step % int(config.eval_every) == 0 or last):
+                    results = evaluate(config, state, step)
+                    writer.write(step, {f"eval/{k}": v for k, v in results.items()})
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
+                                                           for k, v in results.items()))
+                if preemption.requested:
+                    if not bool(jax.device_get(ok_flag)):
+                        raise NonFiniteLossError(
+                            _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
+                    save(force=True)
+                    ckpt.wait()
+                    bar.write(f"SIGTERM: saved checkpoint at step {step} in {workdir}; "
+                              "run the same command to resume")
+                    break
+                if step % int(config.checkpoint_every) == 0 or last:
+                    if not bool(jax.device_get(ok_flag)):
+                        raise NonFiniteLossError(
+                            _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
+                    save()
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    return state
+
+
+def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: Path) -> str:
+    kept = ckpt.latest_step()
+    where = (f"the last good checkpoint (step {kept}) is kept in {workdir}/checkpoints"
+             if kept is not None else "no checkpoint had been written yet")
+    losses = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k != "finite")
+    return (f"non-finite loss by step {step} ({losses}); training stopped and the bad update was "
+            f"not applied; {where}. Lower the learning rate or check the data for NaNs, then "
+            "rerun (it resumes from that checkpoint).")
+
+
+def batches(loader: Any, key: str) -> Iterator[np.ndarray]:
+    """Iterate the ``key`` images of a loader's batches (for the evaluation hook)."""
+    for batch in loader:
+        yield batch[key]

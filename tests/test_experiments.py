@@ -1,0 +1,233 @@
+"""The main job: runs, samples, metrics.jsonl, checkpoints, bit-identical resume after a
+SIGTERM (DCGAN, and PGGAN across a stage boundary), refusals and clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan.configs import cyclegan as cyclegan_cfg
+from jaxgan.configs import dcgan as dcgan_cfg
+from jaxgan.configs import pggan as pggan_cfg
+from jaxgan.configs import pix2pix as pix2pix_cfg
+from jaxgan.experiments import cli, runner, translate
+from jaxgan.experiments import cyclegan as cyclegan_exp
+from jaxgan.experiments import dcgan as dcgan_exp
+from jaxgan.experiments import pggan as pggan_exp
+from jaxgan.experiments import pix2pix as pix2pix_exp
+
+
+def tiny_dcgan():
+    c = dcgan_cfg.get_config()
+    c.image_size, c.channels, c.batch_size = 16, 1, 8
+    c.model.ngf = c.model.ndf = 4
+    c.data.source = "digits:16"
+    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 6, 2, 3, 3
+    c.num_samples = 4
+    return c
+
+
+def tiny_pggan():
+    c = pggan_cfg.get_config()
+    c.resolution, c.channels = 8, 1
+    c.model.latent_dim, c.model.fmap_base, c.model.fmap_max = 8, 32, 8
+    c.schedule.stable_kimg = c.schedule.fade_kimg = 0.016  # 16 images: 2 steps of 8
+    c.schedule.batch_size_per_stage = (8, 8)
+    c.data.source = "digits:8"
+    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 9, 1, 3, 3
+    c.num_samples = 4
+    return c
+
+
+def interrupting(family, at_steps):
+    """The family with a step that sends this process SIGTERM after the given steps."""
+    make_step = family.make_step
+    counter = {"n": 0}
+
+    def make(config, mesh, stage):
+        step_fn = make_step(config, mesh, stage)
+
+        def step(state, batch, key):
+            out = step_fn(state, batch, key)
+            counter["n"] += 1
+            if counter["n"] in at_steps:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+
+        return step
+
+    family.make_step = make
+    return family
+
+
+def assert_states_equal(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_dcgan_run_outputs_and_same_seed_reproduces(tmp_path):
+    c = tiny_dcgan()
+    s1 = dcgan_exp.train_and_evaluate(c, str(tmp_path / "a"))
+    s2 = dcgan_exp.train_and_evaluate(c, str(tmp_path / "b"))
+    assert int(s1.step) == 6
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text()
+    assert lines == (tmp_path / "b" / "metrics.jsonl").read_text()
+    rows = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert {"d_loss", "g_loss"} <= set(rows[0])
+    assert_states_equal(s1, s2)
+    grid = Image.open(tmp_path / "a" / "samples" / "step_0000006.png")
+    assert grid.size[0] >= 64
+    assert sorted(os.listdir(tmp_path / "a" / "checkpoints")) == ["3", "6"]
+    assert list((tmp_path / "a" / "tensorboard").iterdir())
+
+
+def test_dcgan_sigterm_then_resume_is_bit_identical(tmp_path):
+    c = tiny_dcgan()
+    full = dcgan_exp.train_and_evaluate(c, str(tmp_path / "full"))
+    wd = str(tmp_path / "resumed")
+    stopped = runner.run(interrupting(dcgan_exp.family(), {2}), c, wd,
+                         evaluate=dcgan_exp.evaluate)
+    assert int(stopped.step) == 2
+    assert "2" in os.listdir(tmp_path / "resumed" / "checkpoints")
+    resumed = dcgan_exp.train_and_evaluate(c, wd)
+    assert_states_equal(full, resumed)
+    assert (tmp_path / "full" / "metrics.jsonl").read_text() == (
+        tmp_path / "resumed" / "metrics.jsonl").read_text()
+
+
+def test_pggan_resume_across_stage_boundary_is_bit_identical(tmp_path):
+    c = tiny_pggan()
+    assert pggan_exp.stage_start_step(c, 1) == 2  # stage 1 begins at step 2
+    full = pggan_exp.train_and_evaluate(c, str(tmp_path / "full"))
+    assert full.stage == 1
+    wd = str(tmp_path / "resumed")
+    # Stop during stage 0 (step 1), then inside stage 1's fade (steps 2+3 = step 4).
+    first = runner.run(interrupting(pggan_exp.family(), {1}), c, wd)
+    assert first.stage == 0 and int(first.step) == 1
+    second = runner.run(interrupting(pggan_exp.family(), {3}), c, wd)
+    assert second.stage == 1 and int(second.step) == 4
+    resumed = pggan_exp.train_and_evaluate(c, wd)
+    assert resumed.stage == 1
+    assert_states_equal(full, resumed)
+    assert read_jsonl(tmp_path / "full" / "metrics.jsonl") == read_jsonl(
+        tmp_path / "resumed" / "metrics.jsonl")
+    assert (tmp_path / "resumed" / "samples" / "step_0000009.png").exists()
+
+
+def test_workdir_of_another_model_is_refused(tmp_path):
+    c = tiny_dcgan()
+    c.num_steps = c.checkpoint_every = 1
+    dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    c.model.ngf = 8
+    with pytest.raises(runner.WorkdirError, match="holds a checkpoint of dcgan"):
+        dcgan_exp.train_and_evaluate(c, str(tmp_path))
+
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(runner.WorkdirError, match="not writable"):
+        runner.prepare_workdir(blocker / "run")
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    c = tiny_dcgan()
+    c.log_every = 1
+    fam = dcgan_exp.family()
+    make_step = fam.make_step
+
+    def make(config, mesh, stage):
+        step_fn = make_step(config, mesh, stage)
+
+        def step(state, batch, key):
+            state, metrics = step_fn(state, batch, key)
+            if int(state.step) >= 4:
+                metrics = dict(metrics, d_loss=metrics["d_loss"] * np.nan,
+                               finite=metrics["finite"] & False)
+            return state, metrics
+
+        return step
+
+    fam.make_step = make
+    with pytest.raises(runner.NonFiniteLossError, match=r"last good checkpoint \(step 3\)"):
+        runner.run(fam, c, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+
+
+def test_unknown_config_field_lists_valid_fields():
+    c = dcgan_cfg.get_config()
+    with pytest.raises(ValueError, match=r"'num_step'.*Did you mean num_steps.*Valid fields"):
+        cli.check_overrides(c, ["--config.num_step=3"])
+    with pytest.raises(ValueError, match=r"Valid fields of model: .*model.ngf"):
+        cli.check_overrides(c, ["--config.model.nfg=3"])
+    cli.check_overrides(c, ["--config.model.ngf=3", "--workdir=x"])
+
+
+def test_cli_reports_unknown_field_without_traceback():
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxgan.experiments.dcgan", "--config.num_step=3"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 2
+    assert "unknown config field 'num_step'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_pix2pix_runs_and_translates_a_folder(tmp_path):
+    c = pix2pix_cfg.get_config()
+    c.image_size, c.batch_size = 32, 2
+    c.model.num_downs, c.model.ngf, c.model.ndf = 5, 4, 4
+    c.data.load_size = 36
+    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 2, 1, 2, 2
+    c.num_samples = 2
+    state = pix2pix_exp.train_and_evaluate(c, str(tmp_path / "wd"))
+    assert int(state.step) == 2
+    assert (tmp_path / "wd" / "samples" / "step_0000002.png").exists()
+    src = tmp_path / "in" / "sub"
+    src.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(src / f"x{i}.jpg")
+    restored, step = translate.restore_latest(pix2pix_exp.family(), c, str(tmp_path / "wd"))
+    assert step == 2
+    assert_states_equal(state, restored)
+    n = translate.translate_folder(
+        lambda x, k: pix2pix_exp.T.translate(c, restored, x), str(tmp_path / "in"),
+        str(tmp_path / "out"), image_size=32, channels=3)
+    assert n == 2
+    out = Image.open(tmp_path / "out" / "sub" / "x1.png")
+    assert out.size == (32, 32)
+
+
+def test_cyclegan_runs(tmp_path):
+    c = cyclegan_cfg.get_config()
+    c.image_size = 32
+    c.model.n_blocks, c.model.ngf, c.model.ndf = 1, 4, 4
+    c.pool_size = 2
+    c.data.load_size = 36
+    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 3, 1, 3, 3
+    c.num_samples = 2
+    state = cyclegan_exp.train_and_evaluate(c, str(tmp_path))
+    assert int(state.step) == 3
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert {"cycle_a", "identity_b", "d_a_loss"} <= set(rows[-1])
+    assert (tmp_path / "samples" / "step_0000003.png").exists()
+
+
+def test_default_configs_match_the_issue():
+    for cfg in (dcgan_cfg, pix2pix_cfg, cyclegan_cfg, pggan_cfg):
+        c = cfg.get_config()
+        assert c.num_steps > 0 and "seed" in c
+    c = pggan_cfg.get_config()
+    assert c.resolution >= 32  # grows through 4 -> 8 -> 16 -> 32
+    assert c.num_steps == pggan_exp.steps_to_kimg(c, c.schedule.total_kimg)
