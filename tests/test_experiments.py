@@ -231,3 +231,20 @@ def test_default_configs_match_the_issue():
     c = pggan_cfg.get_config()
     assert c.resolution >= 32  # grows through 4 -> 8 -> 16 -> 32
     assert c.num_steps == pggan_exp.steps_to_kimg(c, c.schedule.total_kimg)
+
+
+def test_eval_hook_logs_metrics_and_evaluate_command(tmp_path):
+    from jaxgan import evaluate
+
+    c = tiny_dcgan()
+    c.num_steps, c.eval_every, c.eval_num_images, c.eval_metrics = 3, 3, 16, "swd,ms_ssim"
+    dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    evals = [r for r in rows if "eval/swd_avg" in r]
+    assert evals and evals[-1]["step"] == 3 and evals[-1]["eval/swd_avg"] > 0
+    assert 0 < evals[-1]["eval/ms_ssim_diversity"] <= 1
+    step, results = evaluate.evaluate_workdir(str(tmp_path), "swd", 16)
+    assert step == 3 and results["swd_avg"] > 0
+    saved = json.loads((tmp_path / "eval" / "3.json").read_text())
+    assert saved["results"] == results
+    assert evaluate.main(["--workdir", str(tmp_path / "nothing")]) == 2

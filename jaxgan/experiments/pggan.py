@@ -100,6 +100,8 @@ def family() -> runner.Family:
         sample_fn=_sample_fn,
         stage_of=lambda state: int(state.stage),
         grow=_grow,
+        batch_sizes=lambda config: [T.stage_batch_size(config, s)
+                                    for s in range(T.num_stages(config))],
         signature=lambda config: {"model": config.model.to_dict(),
                                   "resolution": config.resolution,
                                   "channels": config.channels},

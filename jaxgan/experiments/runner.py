@@ -68,6 +68,7 @@ class Family:
       grow: optional (config, state) -> state at the next stage, or None when not yet due;
         called on the host before every step (PGGAN).
       signature: (config) -> a JSON-able description of the model, checked on resume.
+      batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
     """
 
     name: str
@@ -80,6 +81,26 @@ class Family:
     sample_fn: Callable[[ml_collections.ConfigDict, PyTree], Callable] | None = None
     stage_of: Callable[[PyTree], int] = lambda state: 0
     grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree | None] | None = None
+    batch_sizes: Callable[[ml_collections.ConfigDict], list[int]] = (
+        lambda config: [int(config.batch_size)])
+
+
+def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
+    """A 'data' mesh over as many local devices as divide every batch size.
+
+    On one process a batch of 1 (the pix2pix/CycleGAN reference) runs on one device instead
+    of failing; on several processes every device is used and the batch must divide evenly
+    (``jaxgan.parallel.shard_batch`` says so).
+    """
+    devices = jax.devices()
+    if jax.process_count() > 1:
+        return parallel.make_mesh(devices)
+    usable = max(d for d in range(1, len(devices) + 1) if all(b % d == 0 for b in batch_sizes))
+    if usable < len(devices):
+        print(f"note: global batch size(s) {sorted(set(batch_sizes))} use {usable} of "
+              f"{len(devices)} devices (use a batch size divisible by {len(devices)} for all)",
+              flush=True)
+    return parallel.make_mesh(devices[:usable])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +306,7 @@ def run(
     """
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    mesh = parallel.make_mesh()
+    mesh = mesh_for(family.batch_sizes(config))
     signature = family.signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
     start = ckpt.latest_step()
@@ -332,7 +353,7 @@ def run(
         mininterval=1.0 if sys.stderr.isatty() else 10.0, desc=family.name,
     )
     print(f"{family.name}: training to step {num_steps} in {workdir} "
-          f"({jax.device_count()} {jax.default_backend()} device(s))", flush=True)
+          f"({mesh.devices.size} {jax.default_backend()} device(s))", flush=True)
     try:
         with _Preemption() as preemption:
             while step < num_steps:
@@ -361,8 +382,10 @@ def run(
                     dt = time.perf_counter() - window_t
                     writer.write(step, scalars)
                     rate = window_images / max(dt, 1e-9)
+                    shown = sorted((k for k in scalars if k.endswith("loss")),
+                                   key=lambda k: (k not in ("d_loss", "g_loss"), k))[:4]
                     bar.set_postfix({"img/s": f"{rate:.1f}",
-                                     **{k: f"{v:.3f}" for k, v in list(scalars.items())[:4]}})
+                                     **{k: f"{scalars[k]:.3f}" for k in shown}})
                     window_t, window_images, window_steps = time.perf_counter(), 0, 0
                 if int(config.sample_every) and (step % int(config.sample_every) == 0 or last):
                     write_samples()
@@ -401,6 +424,46 @@ def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: Pa
     return (f"non-finite loss by step {step} ({losses}); training stopped and the bad update was "
             f"not applied; {where}. Lower the learning rate or check the data for NaNs, then "
             "rerun (it resumes from that checkpoint).")
+
+
+def restore_latest(family: Family, config: ml_collections.ConfigDict | None, workdir: str
+                   ) -> tuple[PyTree, int, ml_collections.ConfigDict]:
+    """(state, step, config) of the latest checkpoint in ``workdir``.
+
+    ``config=None`` takes the config saved with the checkpoint; a given config must describe
+    the same model (else :class:`WorkdirError`).
+    """
+    path = Path(workdir).absolute()
+    if not (path / "checkpoints").is_dir():
+        raise WorkdirError(f"no checkpoints in {path}: train there first")
+    ckpt = Checkpointer(path / "checkpoints", 1)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
+        meta = ckpt.meta(step)
+        if config is None:
+            config = ml_collections.ConfigDict(meta["config"])
+        check_signature(path, meta, family.name, family.signature(config))
+        template = family.create_state(config, jax.random.key(0), int(meta.get("stage", 0)))
+        out = ckpt.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
+        return out["state"], step, config
+    finally:
+        ckpt.close()
+
+
+def checkpoint_family(workdir: str) -> str:
+    """The family name recorded with the latest checkpoint of ``workdir``."""
+    path = Path(workdir).absolute()
+    ckpt = Checkpointer(path / "checkpoints", 1)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
+        return str(ckpt.meta(step)["family"])
+    finally:
+        ckpt.close()
 
 
 def batches(loader: Any, key: str) -> Iterator[np.ndarray]:

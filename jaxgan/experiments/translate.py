@@ -17,23 +17,9 @@ from jaxgan.experiments import runner
 
 
 def restore_latest(family: runner.Family, config: ml_collections.ConfigDict, workdir: str):
-    """The state of the latest checkpoint in ``workdir`` (refusing another model's run)."""
-    path = Path(workdir).absolute()
-    ckpt = runner.Checkpointer(path / "checkpoints", 1)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise runner.WorkdirError(f"no checkpoint in {path}/checkpoints: train first")
-        runner.check_signature(path, ckpt.meta(step), family.name, family.signature(config))
-        template = family.create_state(config, jax.random.key(0), 0)
-        # Only the state is needed: restore it alone.
-        import orbax.checkpoint as ocp
-
-        out = ckpt.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
-        return out["state"], step
-    finally:
-        ckpt.close()
+    """(state, step) of the latest checkpoint in ``workdir`` (refusing another model's run)."""
+    state, step, _ = runner.restore_latest(family, config, workdir)
+    return state, step
 
 
 def translate_folder(
