@@ -248,3 +248,16 @@ def test_eval_hook_logs_metrics_and_evaluate_command(tmp_path):
     saved = json.loads((tmp_path / "eval" / "3.json").read_text())
     assert saved["results"] == results
     assert evaluate.main(["--workdir", str(tmp_path / "nothing")]) == 2
+
+
+def test_named_configs_load_and_have_docstrings():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "experiments" / "configs").glob("*.py"))
+    assert len(files) >= 8
+    for f in files:
+        c = cli.load_config_file(str(f))
+        assert c.num_steps > 0 and c.data.source, f
+        text = f.read_text()
+        assert text.startswith('"""') and "python -m jaxgan.experiments." in text, f
+        assert "Cost" in text, f
