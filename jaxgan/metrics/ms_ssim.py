@@ -175,6 +175,16 @@ def ms_ssim(
     return result
 
 
+def _padded_ms_ssim(a: np.ndarray, b: np.ndarray, **kwargs) -> np.ndarray:
+    """:func:`ms_ssim` on host pairs, zero-padded to a power-of-two count (few compilations)."""
+    n = a.shape[0]
+    size = 1 << (n - 1).bit_length()
+    if size > n:
+        pad = np.zeros((size - n, *a.shape[1:]), np.float32)
+        a, b = np.concatenate([a, pad]), np.concatenate([b, pad])
+    return np.asarray(ms_ssim(a, b, **kwargs))[:n]
+
+
 class MSSSIMDiversity:
     """Streaming mean MS-SSIM over pairs of consecutive images (PGGAN's diversity measure).
 
@@ -188,7 +198,6 @@ class MSSSIMDiversity:
         self.total = 0.0
         self.count = 0
         self._carry: np.ndarray | None = None
-        self._pairs: int | None = None
 
     def update(self, images: jax.Array | np.ndarray) -> None:
         """Add (N, H, W, C) images in [-1, 1]."""
@@ -203,15 +212,10 @@ class MSSSIMDiversity:
         pairs = images.shape[0] // 2
         if pairs == 0:
             return
-        # Fewer pairs than in the first call are padded (and masked): one compilation.
-        if self._pairs is None:
-            self._pairs = pairs
-        a, b = images[0::2], images[1::2]
-        if pairs < self._pairs:
-            pad = np.zeros((self._pairs - pairs, *images.shape[1:]), np.float32)
-            a, b = np.concatenate([a, pad]), np.concatenate([b, pad])
-        scores = ms_ssim(a, b, quantize=self.quantize, small_images=self.small_images)
-        self.total += float(np.sum(np.asarray(scores, np.float64)[:pairs]))
+        scores = _padded_ms_ssim(
+            images[0::2], images[1::2], quantize=self.quantize, small_images=self.small_images
+        )
+        self.total += float(np.sum(scores, dtype=np.float64))
         self.count += pairs
 
     def result(self) -> float:
@@ -242,9 +246,9 @@ def ms_ssim_diversity(
     ka, kb = jax.random.split(key)
     i = np.asarray(jax.random.randint(ka, (num_pairs,), 0, n))
     j = (i + np.asarray(jax.random.randint(kb, (num_pairs,), 1, n))) % n  # j != i
+    images = np.asarray(images, np.float32)
     total = 0.0
     for s in range(0, num_pairs, batch_size):
-        a = jnp.asarray(images[i[s : s + batch_size]])
-        b = jnp.asarray(images[j[s : s + batch_size]])
-        total += float(jnp.sum(ms_ssim(a, b, **kwargs)))
+        a, b = images[i[s : s + batch_size]], images[j[s : s + batch_size]]
+        total += float(np.sum(_padded_ms_ssim(a, b, **kwargs), dtype=np.float64))
     return total / num_pairs
