@@ -1,6 +1,7 @@
 """DCGAN train step: jit == eager, determinism, sharded == single device, learning, guards.
 
-Tiny settings (16x16x1, ngf = ndf = 8, batch 8 = one image per simulated device). Every
+Tiny settings (16x16x1, ngf = ndf = 8, batch 8 = one image per simulated device, plain XLA
+convolutions). Every
 test uses the same config, so the jitted step compiles once for the module.
 """
 
@@ -14,6 +15,7 @@ import pytest
 
 from jaxgan import parallel
 from jaxgan.train import dcgan
+from jaxgan.train.testing import assert_step_outputs_close
 
 R, C, N = 16, 1, 8
 
@@ -22,6 +24,7 @@ def small_config():
     c = dcgan.default_config()
     c.image_size, c.channels, c.batch_size = R, C, N
     c.model.ngf = c.model.ndf = 8
+    c.model.impl = "xla"  # fewest ops: the cheapest to compile and to run eagerly
     return c
 
 
@@ -35,11 +38,12 @@ def initial_state():
     return dcgan.create_state(CONFIG, jax.random.key(0))
 
 
-def toy_images(key, n=N):
-    """Toy distribution: each image one random brightness U(0.2, 0.8) plus N(0, 0.1) noise."""
-    k_level, k_noise = jax.random.split(key)
-    level = jax.random.uniform(k_level, (n, 1, 1, 1), minval=0.2, maxval=0.8)
-    return (level + 0.1 * jax.random.normal(k_noise, (n, R, R, C))).astype(jnp.float32)
+def toy_images(seed, n=N):
+    """Toy distribution: each image one random brightness U(0.2, 0.8) plus N(0, 0.1) noise
+    (numpy: host data, as a data pipeline would give)."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(0.2, 0.8, size=(n, 1, 1, 1))
+    return (level + 0.1 * rng.normal(size=(n, R, R, C))).astype(np.float32)
 
 
 def test_default_config_is_the_reference():
@@ -53,27 +57,28 @@ def test_default_config_is_the_reference():
 class JitVersusEagerTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_step_agrees_with_the_jitted_step(self):
-        state, batch, key = initial_state(), {"image": toy_images(jax.random.key(1))}, \
+        state, batch, key = initial_state(), {"image": toy_images(1)}, \
             jax.random.key(2)
         got_state, got_metrics = self.variant(PURE)(state, batch, key)
         want_state, want_metrics = STEP(state, batch, key)
-        # Same function, same backend; only XLA's fusion differs between the op-by-op and the
-        # compiled program, so agreement to a few float32 ulps of O(1) values.
-        chex.assert_trees_all_close(got_metrics, want_metrics, rtol=1e-5, atol=1e-6)
-        chex.assert_trees_all_close(got_state, want_state, rtol=1e-5, atol=1e-6)
+        # Same computation; only XLA's fusion (float32 summation order) differs between
+        # op-by-op and compiled execution: see jaxgan.train.testing for the tolerances.
+        assert_step_outputs_close((got_state, got_metrics), (want_state, want_metrics),
+                                  learning_rate=CONFIG.optimizer.learning_rate)
         assert int(got_state.step) == 1
 
 
 def test_bit_identical_and_key_dependent():
-    state, batch = initial_state(), {"image": toy_images(jax.random.key(1))}
+    state, batch = initial_state(), {"image": toy_images(1)}
     a = STEP(state, batch, jax.random.key(5))
     b = STEP(state, batch, jax.random.key(5))
     chex.assert_trees_all_equal(a, b)
     c_state, c_metrics = STEP(state, batch, jax.random.key(6))
-    # another key -> other latents -> other fakes: D's fake loss and G's update differ
+    # another key -> other latents -> other fakes: D's loss on the step's fakes (same D
+    # params, same reals) differs, and so do the updated generators
     assert float(c_metrics["d_loss_fake"]) != float(a[1]["d_loss_fake"])
-    z = jax.random.normal(jax.random.key(3), (4, CONFIG.model.latent_dim))
-    assert not np.allclose(dcgan.generate(CONFIG, a[0], z), dcgan.generate(CONFIG, c_state, z))
+    assert not np.allclose(c_state.g_params["ConvTranspose2d_0"]["kernel"],
+                           a[0].g_params["ConvTranspose2d_0"]["kernel"])
     # the step key is fold_in(key, step): the next step draws other latents from one run key
     _s1, m1 = STEP(a[0], batch, jax.random.key(5))
     assert float(m1["d_loss_fake"]) != float(a[1]["d_loss_fake"])
@@ -84,13 +89,14 @@ def test_sharded_step_matches_single_device():
 
     BatchNorm statistics are reductions over the global batch under jit, so the sharded
     program computes the same function; only the order of float32 summations differs
-    (per-device partial sums, then an all-reduce). Relative differences are ~1e-7 per
-    reduction; after one Adam step, whose first update lr * g / (|g| + eps) is insensitive
-    to tiny relative changes of g, parameters and running statistics agree to 1e-5.
+    (per-device partial sums, then an all-reduce), ~1e-7 relative per reduction: losses
+    and BatchNorm statistics agree to rtol 1e-5; parameters too, except coordinates whose
+    gradient is within that noise of zero, where Adam's first update lr * g / (|g| + eps)
+    may differ by up to 2 * lr (jaxgan.train.testing).
     """
     mesh = parallel.make_mesh()
     assert mesh.shape["data"] == N
-    batch, key = {"image": toy_images(jax.random.key(1))}, jax.random.key(2)
+    batch, key = {"image": toy_images(1)}, jax.random.key(2)
     want_state, want_metrics = STEP(initial_state(), batch, key)
     sharded = dcgan.make_train_step(CONFIG, mesh)
     state = parallel.replicate(jax.tree.map(jnp.copy, initial_state()), mesh)
@@ -98,12 +104,13 @@ def test_sharded_step_matches_single_device():
                                      parallel.replicate(key, mesh))
     assert got_state.g_params is not None
     assert jax.tree.leaves(got_state.g_params)[0].sharding.is_fully_replicated
-    chex.assert_trees_all_close(got_metrics, want_metrics, rtol=1e-5, atol=1e-6)
+    # BatchNorm running statistics: global batch moments, tight tolerance
     chex.assert_trees_all_close(got_state.g_batch_stats, want_state.g_batch_stats,
                                 rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(got_state.d_batch_stats, want_state.d_batch_stats,
                                 rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(got_state, want_state, rtol=1e-5, atol=1e-6)
+    assert_step_outputs_close((got_state, got_metrics), (want_state, want_metrics),
+                              learning_rate=CONFIG.optimizer.learning_rate)
 
 
 def test_generator_moves_toward_the_toy_distribution():
@@ -113,7 +120,7 @@ def test_generator_moves_toward_the_toy_distribution():
     near 0 (distance about 0.5). After 300 steps (batch 8, the reference's Adam 2e-4) the
     distance must be below half its initial value (measured: 0.52 -> 0.14).
     """
-    data_mean = toy_images(jax.random.key(0), 256).mean(0)
+    data_mean = toy_images(0, 256).mean(0)
     z = jax.random.normal(jax.random.key(99), (64, CONFIG.model.latent_dim))
     gen = jax.jit(lambda s: dcgan.generate(CONFIG, s, z, train=True))
 
@@ -124,7 +131,7 @@ def test_generator_moves_toward_the_toy_distribution():
     before = distance(state)
     key = jax.random.key(10)
     for i in range(300):
-        state, metrics = STEP(state, {"image": toy_images(jax.random.fold_in(key, i))}, key)
+        state, metrics = STEP(state, {"image": toy_images(100 + i)}, key)
     assert bool(metrics["finite"])
     after = distance(state)
     assert before > 0.4
@@ -133,13 +140,14 @@ def test_generator_moves_toward_the_toy_distribution():
 
 def test_non_finite_loss_is_reported_and_not_trained_on():
     state = initial_state()
-    bad = toy_images(jax.random.key(1)).at[3, 2, 2, 0].set(jnp.nan)
+    bad = toy_images(1)
+    bad[3, 2, 2, 0] = np.nan
     new, metrics = STEP(state, {"image": bad}, jax.random.key(2))
     assert not bool(metrics["finite"])
     assert not np.isfinite(float(metrics["d_loss"]))
     chex.assert_trees_all_equal(new.replace(step=state.step), state)
     assert int(new.step) == int(state.step) + 1
-    _, ok = STEP(state, {"image": toy_images(jax.random.key(1))}, jax.random.key(2))
+    _, ok = STEP(state, {"image": toy_images(1)}, jax.random.key(2))
     assert bool(ok["finite"])
 
 

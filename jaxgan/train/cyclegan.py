@@ -55,7 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
       model.generator ('resnet_9blocks'; model.n_blocks / model.num_downs override the
         name's depth when not None), model.discriminator ('basic'; 'n_layers' uses
         model.n_layers_d; 'pixel'), model.ngf / model.ndf (64), model.norm ('instance'),
-        model.use_dropout (False).
+        model.use_dropout (False), model.impl (convolution formulation, 'auto').
       loss.gan ('lsgan'), loss.lambda_a / loss.lambda_b (10: cycle weights, A->B->A and
         B->A->B), loss.lambda_identity (0.5; 0 disables the identity terms), loss.d_scale
         (0.5: the reference halves each D loss).
@@ -76,7 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
         "generator": "resnet_9blocks", "num_downs": ml_collections.FieldReference(None, field_type=int),
         "n_blocks": ml_collections.FieldReference(None, field_type=int),
         "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": "instance", "use_dropout": False})
+        "ngf": 64, "ndf": 64, "norm": "instance", "use_dropout": False, "impl": "auto"})
     c.loss = ml_collections.ConfigDict({
         "gan": "lsgan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "d_scale": 0.5})
     c.optimizer = ml_collections.ConfigDict(

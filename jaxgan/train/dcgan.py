@@ -49,6 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
       seed: PRNG seed for init and the run's step key.
       num_steps: training steps (the reference trains 25 epochs; set per data set).
       model.latent_dim: nz (100); model.ngf, model.ndf: base widths (64).
+      model.impl: convolution formulation for jaxgan.nn ('auto' picks per backend; 'xla',
+        'im2col'): the same function, different speed.
       loss.gan: 'vanilla' (BCE with logits; any of jaxgan.losses.GAN_KINDS).
       optimizer.{learning_rate, b1, b2, eps}: Adam for both G and D (2e-4, 0.5, 0.999, 1e-8).
     """
@@ -58,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.seed = 0
     c.num_steps = 20_000
-    c.model = ml_collections.ConfigDict({"latent_dim": 100, "ngf": 64, "ndf": 64})
+    c.model = ml_collections.ConfigDict(
+        {"latent_dim": 100, "ngf": 64, "ndf": 64, "impl": "auto"})
     c.loss = ml_collections.ConfigDict({"gan": "vanilla"})
     c.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
@@ -86,9 +89,10 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     from jaxgan import models
 
     g = models.DCGANGenerator(resolution=config.image_size, channels=config.channels,
-                              latent_dim=config.model.latent_dim, ngf=config.model.ngf)
+                              latent_dim=config.model.latent_dim, ngf=config.model.ngf,
+                              impl=config.model.impl)
     d = models.DCGANDiscriminator(resolution=config.image_size, channels=config.channels,
-                                  ndf=config.model.ndf)
+                                  ndf=config.model.ndf, impl=config.model.impl)
     return g, d
 
 

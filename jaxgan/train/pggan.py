@@ -60,7 +60,7 @@ def default_config() -> ml_collections.ConfigDict:
       seed: PRNG seed. mirror_augment: random horizontal flip of the reals inside the step
         (False; the reference turns it on for faces).
       model.latent_dim (512), model.fmap_base (8192), model.fmap_max (512),
-        model.mbstd_group_size (4).
+        model.mbstd_group_size (4), model.impl (convolution formulation, 'auto').
       loss.gp_weight (10), loss.gp_target (1), loss.drift (0.001).
       optimizer.{learning_rate, b1, b2, eps}: Adam (1e-3, 0.0, 0.99, 1e-8) for G and D.
       ema_decay: generator moving average per step (0.999).
@@ -75,7 +75,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.mirror_augment = False
     c.model = ml_collections.ConfigDict({
-        "latent_dim": 512, "fmap_base": 8192, "fmap_max": 512, "mbstd_group_size": 4})
+        "latent_dim": 512, "fmap_base": 8192, "fmap_max": 512, "mbstd_group_size": 4,
+        "impl": "auto"})
     c.loss = ml_collections.ConfigDict({"gp_weight": 10.0, "gp_target": 1.0, "drift": 0.001})
     c.optimizer = ml_collections.ConfigDict({"learning_rate": 1e-3, "b1": 0.0, "b2": 0.99, "eps": 1e-8})
     c.ema_decay = 0.999
@@ -171,10 +172,10 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     mc = config.model
     g = models.PGGANGenerator(resolution=config.resolution, channels=config.channels,
                               latent_dim=mc.latent_dim, fmap_base=mc.fmap_base,
-                              fmap_max=mc.fmap_max)
+                              fmap_max=mc.fmap_max, impl=mc.impl)
     d = models.PGGANDiscriminator(resolution=config.resolution, channels=config.channels,
                                   fmap_base=mc.fmap_base, fmap_max=mc.fmap_max,
-                                  mbstd_group_size=mc.mbstd_group_size)
+                                  mbstd_group_size=mc.mbstd_group_size, impl=mc.impl)
     return g, d
 
 

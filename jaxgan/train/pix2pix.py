@@ -51,7 +51,8 @@ def default_config() -> ml_collections.ConfigDict:
         else an override (e.g. num_downs 5 for 32x32 images).
       model.discriminator: 'basic' (70x70 PatchGAN), 'n_layers' (with model.n_layers_d)
         or 'pixel'.
-      model.ngf, model.ndf (64), model.norm ('batch'), model.use_dropout (True).
+      model.ngf, model.ndf (64), model.norm ('batch'), model.use_dropout (True),
+        model.impl (convolution formulation for jaxgan.nn, 'auto' = per backend).
       loss.gan ('vanilla'), loss.l1_weight (lambda_L1 = 100), loss.d_scale (0.5, the
         reference's halving of D's loss).
       optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8) for G and D.
@@ -69,7 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
         "generator": "unet_256", "num_downs": ml_collections.FieldReference(None, field_type=int),
         "n_blocks": ml_collections.FieldReference(None, field_type=int),
         "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": "batch", "use_dropout": True})
+        "ngf": 64, "ndf": 64, "norm": "batch", "use_dropout": True, "impl": "auto"})
     c.loss = ml_collections.ConfigDict({"gan": "vanilla", "l1_weight": 100.0, "d_scale": 0.5})
     c.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
@@ -93,7 +94,7 @@ class Pix2PixState(struct.PyTreeNode):
 
 def _generator_overrides(mc, in_ch: int, out_ch: int) -> dict:
     kw = {"in_channels": in_ch, "out_channels": out_ch, "ngf": mc.ngf, "norm": mc.norm,
-              "use_dropout": mc.use_dropout}
+          "use_dropout": mc.use_dropout, "impl": mc.impl}
     if mc.generator.startswith("unet") and mc.get("num_downs") is not None:
         kw["num_downs"] = mc.num_downs
     if mc.generator.startswith("resnet") and mc.get("n_blocks") is not None:
@@ -102,7 +103,7 @@ def _generator_overrides(mc, in_ch: int, out_ch: int) -> dict:
 
 
 def _discriminator_overrides(mc, in_ch: int) -> dict:
-    kw = {"in_channels": in_ch, "ndf": mc.ndf, "norm": mc.norm}
+    kw = {"in_channels": in_ch, "ndf": mc.ndf, "norm": mc.norm, "impl": mc.impl}
     if mc.discriminator == "n_layers":
         kw["n_layers"] = mc.n_layers_d
     return kw
