@@ -45,7 +45,7 @@ def _time(fn, *args, repeats):
 
 
 def bench_jax(layer, impl, repeats):
-    name, kind, n, h, ci, co, k, s, p, op = layer
+    _, kind, n, h, ci, co, k, s, p, op = layer
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((n, h, h, ci), dtype=np.float32))
     w = jnp.asarray(0.02 * rng.standard_normal((k, k, ci, co), dtype=np.float32))
@@ -64,7 +64,7 @@ def bench_jax(layer, impl, repeats):
 def bench_torch(layer, repeats):
     import torch
 
-    name, kind, n, h, ci, co, k, s, p, op = layer
+    _, kind, n, h, ci, co, k, s, p, op = layer
     torch.manual_seed(0)
     x = torch.randn(n, ci, h, h, requires_grad=True)
     if kind == "t":

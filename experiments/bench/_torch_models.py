@@ -1,0 +1,480 @@
+"""PyTorch reference models and train steps for experiments/bench/run.py (bench-only).
+
+Written from the architecture facts in shared REFERENCE.md ([DC], [CG], [PG]); every
+model's parameter count is asserted against REFERENCE.md (or, for the truncated PGGAN
+stages, against jaxgan's). Each ``*_step`` object does, per call, the same work as the
+corresponding jaxgan fused train step (same losses, D and G updates, Adam, GP with
+``create_graph``, EMA), in float32, NCHW. Importing this module needs torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def count_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+def _init_ref(m: nn.Module) -> None:
+    """N(0, 0.02) conv weights, zero biases, BatchNorm scale N(1, 0.02) ([CG], [DC])."""
+    for mod in m.modules():
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(mod.weight, 0.0, 0.02)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+        elif isinstance(mod, nn.BatchNorm2d):
+            nn.init.normal_(mod.weight, 1.0, 0.02)
+            nn.init.zeros_(mod.bias)
+
+
+def _adam(params, lr, b1, b2):
+    return torch.optim.Adam(params, lr=lr, betas=(b1, b2), eps=1e-8)
+
+
+def _mse(p, t):
+    return torch.mean((p - t) ** 2)
+
+
+def _requires_grad(m: nn.Module, flag: bool) -> None:
+    for p in m.parameters():
+        p.requires_grad_(flag)
+
+
+# ---------------------------------------------------------------------------------- DCGAN
+
+
+class DCGANG(nn.Module):
+    def __init__(self, nz=100, ngf=64, nc=3):
+        super().__init__()
+        layers, ch = [], ngf * 8
+        layers += [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+        for _ in range(3):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ch // 2), nn.ReLU()]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z[:, :, None, None])
+
+
+class DCGAND(nn.Module):
+    def __init__(self, ndf=64, nc=3):
+        super().__init__()
+        layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        ch = ndf
+        for _ in range(3):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
+                       nn.LeakyReLU(0.2)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).reshape(-1)
+
+
+class DCGANStep:
+    """D on reals and detached fakes (BCE, real + fake), Adam; G non-saturating through the
+    updated D, Adam (the jaxgan.train.dcgan step)."""
+
+    def __init__(self, batch: int):
+        self.g, self.d = DCGANG(), DCGAND()
+        _init_ref(self.g)
+        _init_ref(self.d)
+        assert count_params(self.g) == 3_576_704, count_params(self.g)
+        assert count_params(self.d) == 2_765_568, count_params(self.d)
+        self.og = _adam(self.g.parameters(), 2e-4, 0.5, 0.999)
+        self.od = _adam(self.d.parameters(), 2e-4, 0.5, 0.999)
+        self.real = torch.rand(batch, 3, 64, 64) * 2 - 1
+        self.batch = batch
+
+    def __call__(self):
+        z = torch.randn(self.batch, 100)
+        fake = self.g(z)
+        self.od.zero_grad(set_to_none=True)
+        lr_ = self.d(self.real)
+        lf_ = self.d(fake.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_))
+                  + F.binary_cross_entropy_with_logits(lf_, torch.zeros_like(lf_)))
+        d_loss.backward()
+        self.od.step()
+        self.og.zero_grad(set_to_none=True)
+        _requires_grad(self.d, False)
+        lg = self.d(fake)
+        g_loss = F.binary_cross_entropy_with_logits(lg, torch.ones_like(lg))
+        g_loss.backward()
+        _requires_grad(self.d, True)
+        self.og.step()
+        return d_loss.item(), g_loss.item()
+
+
+# ----------------------------------------------------------------------------- pix2pix / CG
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    return nn.BatchNorm2d(ch) if kind == "batch" else nn.InstanceNorm2d(ch)
+
+
+class UNetLevel(nn.Module):
+    """One U-Net level: ``[LReLU] down [norm] (sub) ReLU up [norm] [dropout]``, skip concat."""
+
+    def __init__(self, outer, inner, sub=None, outermost=False, innermost=False,
+                 norm="batch", dropout=False, in_ch=None):
+        super().__init__()
+        bias = norm == "instance"
+        in_ch = outer if in_ch is None else in_ch
+        self.outermost = outermost
+        down = nn.Conv2d(in_ch, inner, 4, 2, 1, bias=bias)
+        if outermost:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1)
+            self.model = nn.Sequential(down, sub, nn.ReLU(), up, nn.Tanh())
+        elif innermost:
+            up = nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias)
+            self.model = nn.Sequential(nn.LeakyReLU(0.2), down, nn.ReLU(), up, _norm(norm, outer))
+        else:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=bias)
+            parts = [nn.LeakyReLU(0.2), down, _norm(norm, inner), sub, nn.ReLU(), up,
+                     _norm(norm, outer)]
+            if dropout:
+                parts.append(nn.Dropout(0.5))
+            self.model = nn.Sequential(*parts)
+
+    def forward(self, x):
+        if self.outermost:
+            return self.model(x)
+        # out-of-place LReLU: the skip carries the *activated* input, as the reference's
+        # in-place LeakyReLU makes it (REFERENCE.md).
+        return torch.cat([F.leaky_relu(x, 0.2), self.model(x)], 1)
+
+
+def unet(num_downs=8, in_ch=3, out_ch=3, ngf=64, norm="batch", dropout=True) -> nn.Module:
+    blk = UNetLevel(ngf * 8, ngf * 8, innermost=True, norm=norm)
+    for _ in range(num_downs - 5):
+        blk = UNetLevel(ngf * 8, ngf * 8, blk, norm=norm, dropout=dropout)
+    blk = UNetLevel(ngf * 4, ngf * 8, blk, norm=norm)
+    blk = UNetLevel(ngf * 2, ngf * 4, blk, norm=norm)
+    blk = UNetLevel(ngf, ngf * 2, blk, norm=norm)
+    return UNetLevel(out_ch, ngf, blk, outermost=True, norm=norm, in_ch=in_ch)
+
+
+def nlayer_d(in_ch=6, ndf=64, n_layers=3, norm="batch") -> nn.Module:
+    bias = norm == "instance"
+    layers = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+    mult = 1
+    for n in range(1, n_layers):
+        prev, mult = mult, min(2**n, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=bias), _norm(norm, ndf * mult),
+                   nn.LeakyReLU(0.2)]
+    prev, mult = mult, min(2**n_layers, 8)
+    layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=bias), _norm(norm, ndf * mult),
+               nn.LeakyReLU(0.2), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
+    return nn.Sequential(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch, norm="instance"):
+        super().__init__()
+        bias = norm == "instance"
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), _norm(norm, ch), nn.ReLU(),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), _norm(norm, ch))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def resnet_g(n_blocks=9, in_ch=3, out_ch=3, ngf=64, norm="instance") -> nn.Module:
+    bias = norm == "instance"
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias), _norm(norm, ngf),
+              nn.ReLU()]
+    for mult in (1, 2):
+        layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1, bias=bias),
+                   _norm(norm, ngf * mult * 2), nn.ReLU()]
+    layers += [ResBlock(ngf * 4, norm) for _ in range(n_blocks)]
+    for mult in (4, 2):
+        layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, 2, 1, 1, bias=bias),
+                   _norm(norm, ngf * mult // 2), nn.ReLU()]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class Pix2PixStep:
+    """G(A); D on concat(A, fake) (detached) and concat(A, B), BCE, 0.5 * (real + fake), Adam;
+    G through the updated D: BCE + 100 * L1, Adam (the jaxgan.train.pix2pix step)."""
+
+    def __init__(self, batch: int, size: int = 256):
+        self.g, self.d = unet(), nlayer_d(6)
+        _init_ref(self.g)
+        _init_ref(self.d)
+        assert count_params(self.g) == 54_413_955, count_params(self.g)
+        assert count_params(self.d) == 2_768_705, count_params(self.d)
+        self.og = _adam(self.g.parameters(), 2e-4, 0.5, 0.999)
+        self.od = _adam(self.d.parameters(), 2e-4, 0.5, 0.999)
+        self.a = torch.rand(batch, 3, size, size) * 2 - 1
+        self.b = torch.rand(batch, 3, size, size) * 2 - 1
+
+    def __call__(self):
+        a, b = self.a, self.b
+        fake = self.g(a)
+        self.od.zero_grad(set_to_none=True)
+        pf = self.d(torch.cat([a, fake.detach()], 1))
+        pr = self.d(torch.cat([a, b], 1))
+        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+                        + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr)))
+        d_loss.backward()
+        self.od.step()
+        self.og.zero_grad(set_to_none=True)
+        _requires_grad(self.d, False)
+        pg = self.d(torch.cat([a, fake], 1))
+        g_loss = (F.binary_cross_entropy_with_logits(pg, torch.ones_like(pg))
+                  + 100.0 * F.l1_loss(fake, b))
+        g_loss.backward()
+        _requires_grad(self.d, True)
+        self.og.step()
+        return d_loss.item(), g_loss.item()
+
+
+class ImagePool:
+    """The reference's 50-image history of fakes."""
+
+    def __init__(self, size=50):
+        self.size, self.images = size, []
+
+    def query(self, images):
+        out = []
+        for im in images:
+            im = im[None]
+            if len(self.images) < self.size:
+                self.images.append(im)
+                out.append(im)
+            elif random.random() > 0.5:
+                i = random.randrange(self.size)
+                out.append(self.images[i].clone())
+                self.images[i] = im
+            else:
+                out.append(im)
+        return torch.cat(out, 0)
+
+
+class CycleGANStep:
+    """G step (both G, one Adam; LSGAN through the pre-update Ds, cycle 10, identity 0.5),
+    then D step (both D, one Adam, pooled fakes, 0.5 * (real + fake)): jaxgan.train.cyclegan."""
+
+    def __init__(self, batch: int, size: int = 256):
+        self.g_ab, self.g_ba = resnet_g(), resnet_g()
+        self.d_a, self.d_b = nlayer_d(3, norm="instance"), nlayer_d(3, norm="instance")
+        for m in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            _init_ref(m)
+        assert count_params(self.g_ab) == 11_378_179, count_params(self.g_ab)
+        assert count_params(self.d_a) == 2_764_737, count_params(self.d_a)
+        self.og = _adam(list(self.g_ab.parameters()) + list(self.g_ba.parameters()),
+                        2e-4, 0.5, 0.999)
+        self.od = _adam(list(self.d_a.parameters()) + list(self.d_b.parameters()),
+                        2e-4, 0.5, 0.999)
+        self.pool_a, self.pool_b = ImagePool(), ImagePool()
+        self.a = torch.rand(batch, 3, size, size) * 2 - 1
+        self.b = torch.rand(batch, 3, size, size) * 2 - 1
+
+    def __call__(self):
+        a, b = self.a, self.b
+        self.og.zero_grad(set_to_none=True)
+        _requires_grad(self.d_a, False)
+        _requires_grad(self.d_b, False)
+        fake_b = self.g_ab(a)
+        rec_a = self.g_ba(fake_b)
+        fake_a = self.g_ba(b)
+        rec_b = self.g_ab(fake_a)
+        idt_b = self.g_ab(b)
+        idt_a = self.g_ba(a)
+        g_loss = (_mse(self.d_b(fake_b), 1.0) + _mse(self.d_a(fake_a), 1.0)
+                  + 10.0 * F.l1_loss(rec_a, a) + 10.0 * F.l1_loss(rec_b, b)
+                  + 10.0 * 0.5 * F.l1_loss(idt_b, b) + 10.0 * 0.5 * F.l1_loss(idt_a, a))
+        g_loss.backward()
+        self.og.step()
+        _requires_grad(self.d_a, True)
+        _requires_grad(self.d_b, True)
+        self.od.zero_grad(set_to_none=True)
+        pa = self.pool_a.query(fake_a.detach())
+        pb = self.pool_b.query(fake_b.detach())
+        d_a = 0.5 * (_mse(self.d_a(a), 1.0) + _mse(self.d_a(pa), 0.0))
+        d_b = 0.5 * (_mse(self.d_b(b), 1.0) + _mse(self.d_b(pb), 0.0))
+        (d_a + d_b).backward()
+        self.od.step()
+        return g_loss.item(), (d_a + d_b).item()
+
+
+# ---------------------------------------------------------------------------------- PGGAN
+
+
+class EqConv(nn.Module):
+    """Conv (same padding) with the equalized learning rate: N(0, 1) weight scaled at runtime."""
+
+    def __init__(self, cin, cout, k, gain=None):
+        super().__init__()
+        gain = math.sqrt(2) if gain is None else gain
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale, self.pad = gain / math.sqrt(k * k * cin), k // 2
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
+
+
+class EqDense(nn.Module):
+    def __init__(self, cin, cout, gain=None, bias=True):
+        super().__init__()
+        gain = math.sqrt(2) if gain is None else gain
+        self.weight = nn.Parameter(torch.randn(cout, cin))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale = gain / math.sqrt(cin)
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+def _pn(x, dim=1):
+    return x * torch.rsqrt(torch.mean(x * x, dim=dim, keepdim=True) + 1e-8)
+
+
+def _lrelu(x):
+    return F.leaky_relu(x, 0.2)
+
+
+def _nf(res):
+    return min(8192 // (res // 2), 512)
+
+
+def _up(x):
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def _down(x):
+    return F.avg_pool2d(x, 2)
+
+
+class PGG(nn.Module):
+    """All stages up to ``resolution`` (all toRGB layers), as jaxgan's PGGANGenerator."""
+
+    def __init__(self, resolution, latent=512, ch=3):
+        super().__init__()
+        n = int(math.log2(resolution)) - 1
+        self.nf = nf = [_nf(4 * 2**s) for s in range(n)]
+        self.dense = EqDense(latent, 16 * nf[0], gain=math.sqrt(2) / 4, bias=False)
+        self.dense_bias = nn.Parameter(torch.zeros(nf[0]))
+        self.convs = nn.ModuleList([
+            nn.ModuleList([EqConv(nf[0], nf[0], 3)]) if s == 0 else
+            nn.ModuleList([EqConv(nf[s - 1], nf[s], 3), EqConv(nf[s], nf[s], 3)])
+            for s in range(n)])
+        self.to_rgb = nn.ModuleList([EqConv(nf[s], ch, 1, gain=1.0) for s in range(n)])
+
+    def forward(self, z, stage, alpha):
+        h = self.dense(_pn(z)).reshape(-1, self.nf[0], 4, 4) + self.dense_bias[None, :, None, None]
+        h = _pn(_lrelu(h))
+        prev = None
+        for s in range(stage + 1):
+            prev = h
+            if s > 0:
+                h = _up(h)
+            for conv in self.convs[s]:
+                h = _pn(_lrelu(conv(h)))
+        img = self.to_rgb[stage](h)
+        if stage > 0:
+            skip = _up(self.to_rgb[stage - 1](prev))
+            img = skip + alpha * (img - skip)
+        return img
+
+
+def _mbstd(x, group=4):
+    n, c, h, w = x.shape
+    g = min(group, n)
+    y = x.reshape(g, n // g, c, h, w)
+    y = y - y.mean(0, keepdim=True)
+    s = torch.sqrt((y * y).mean(0) + 1e-8).mean(dim=(1, 2, 3))  # (n // g,)
+    feat = s.repeat(g).reshape(n, 1, 1, 1).expand(n, 1, h, w)
+    return torch.cat([x, feat], 1)
+
+
+class PGD(nn.Module):
+    def __init__(self, resolution, ch=3):
+        super().__init__()
+        n = int(math.log2(resolution)) - 1
+        self.nf = nf = [_nf(4 * 2**s) for s in range(n)]
+        self.from_rgb = nn.ModuleList([EqConv(ch, nf[s], 1) for s in range(n)])
+        self.convs = nn.ModuleList([
+            nn.ModuleList([EqConv(nf[s], nf[s], 3), EqConv(nf[s], nf[s - 1], 3)])
+            for s in range(1, n)])
+        self.final_conv = EqConv(nf[0] + 1, nf[0], 3)
+        self.final_dense = EqDense(16 * nf[0], nf[0])
+        self.out = EqDense(nf[0], 1, gain=1.0)
+
+    def _block(self, h, s):
+        for conv in self.convs[s - 1]:
+            h = _lrelu(conv(h))
+        return _down(h)
+
+    def forward(self, x, stage, alpha):
+        h = _lrelu(self.from_rgb[stage](x))
+        if stage > 0:
+            h = self._block(h, stage)
+            skip = _lrelu(self.from_rgb[stage - 1](_down(x)))
+            h = skip + alpha * (h - skip)
+            for s in range(stage - 1, 0, -1):
+                h = self._block(h, s)
+        h = _lrelu(self.final_conv(_mbstd(h)))
+        # jaxgan flattens NHWC; the count and FLOPs are the same in NCHW order.
+        h = _lrelu(self.final_dense(h.reshape(h.shape[0], -1)))
+        return self.out(h)[:, 0]
+
+
+class PGGANStep:
+    """WGAN-GP D step (fake - real, GP 10 with create_graph, drift 0.001) on fakes from fresh
+    latents, Adam(1e-3, 0, 0.99); G step -D(G(z)) through the updated D; EMA 0.999; the
+    reals cross-faded with alpha (jaxgan.train.pggan)."""
+
+    def __init__(self, resolution: int, batch: int, alpha: float = 0.5):
+        self.stage = int(math.log2(resolution)) - 2
+        self.g, self.d = PGG(resolution), PGD(resolution)
+        self.g_ema = copy.deepcopy(self.g)
+        _requires_grad(self.g_ema, False)
+        self.og = _adam(self.g.parameters(), 1e-3, 0.0, 0.99)
+        self.od = _adam(self.d.parameters(), 1e-3, 0.0, 0.99)
+        self.real = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+        self.batch, self.alpha = batch, torch.tensor(alpha)
+
+    def __call__(self):
+        n, s, a = self.batch, self.stage, self.alpha
+        real = self.real
+        if s > 0:
+            low = _up(_down(real))
+            real = low + a * (real - low)
+        with torch.no_grad():
+            fake = self.g(torch.randn(n, 512), s, a)
+        self.od.zero_grad(set_to_none=True)
+        rs = self.d(real, s, a)
+        fs = self.d(fake, s, a)
+        u = torch.rand(n, 1, 1, 1)
+        x_hat = (real + u * (fake - real)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.d(x_hat, s, a).sum(), x_hat, create_graph=True)
+        gp = 10.0 * torch.mean((grad.reshape(n, -1).norm(dim=1) - 1.0) ** 2)
+        d_loss = fs.mean() - rs.mean() + gp + 0.001 * torch.mean(rs * rs)
+        d_loss.backward()
+        self.od.step()
+        self.og.zero_grad(set_to_none=True)
+        _requires_grad(self.d, False)
+        g_loss = -self.d(self.g(torch.randn(n, 512), s, a), s, a).mean()
+        g_loss.backward()
+        _requires_grad(self.d, True)
+        self.og.step()
+        with torch.no_grad():
+            for e, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+                e.lerp_(p, 1.0 - 0.999)
+        return d_loss.item(), g_loss.item()

@@ -1,0 +1,280 @@
+"""jaxgan train steps against PyTorch reference train steps, side by side on this machine.
+
+    python experiments/bench/run.py [--quick] [--workloads dcgan64,pix2pix256_b1,...]
+                                    [--repeats N] [--warmup N]
+
+For every workload, in one process: the jaxgan fused train step (``make_train_step``: jit,
+state donated) and a PyTorch step of the same architecture, batch and precision (float32)
+written in experiments/bench/_torch_models.py (parameter counts asserted against shared
+REFERENCE.md). Prints per workload the median step time after warm-up, images/s, jaxgan's
+compile time (lower + compile of the first call), XLA's cost-analysis FLOPs of the step
+and the achieved GFLOP/s against this machine's measured f32 matmul peak, and the line
+
+    ratio <workload> <jaxgan img/s / torch img/s>
+
+Needs PyTorch (``pip install -e ".[bench]"``). Results: experiments/bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+WORKLOADS = ("dcgan64", "pix2pix256_b1", "pix2pix256_b8", "cyclegan256_b1", "pggan32_b16",
+             "pggan128_b16")
+# --quick: a subset that together with fewer repeats stays under 5 minutes on 2 cores.
+QUICK_WORKLOADS = ("dcgan64", "pix2pix256_b1", "cyclegan256_b1", "pggan32_b16")
+
+
+@dataclasses.dataclass
+class JaxWorkload:
+    """A jaxgan train step ready to time: ``step(state, batch, key) -> (state, metrics)``."""
+
+    name: str
+    batch_size: int
+    step: Callable[..., Any]
+    state: Any
+    batch: dict
+    key: jax.Array
+    g_params: int
+    d_params: int
+
+
+def _param_count(tree: Any) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def _images(rng: np.random.Generator, n: int, size: int, ch: int = 3) -> jax.Array:
+    return jnp.asarray(rng.uniform(-1.0, 1.0, (n, size, size, ch)).astype(np.float32))
+
+
+def parse_workload(name: str) -> tuple[str, int, int]:
+    """``'pix2pix256_b8'`` -> ``('pix2pix', 256, 8)``; ``'dcgan64'`` -> ``('dcgan', 64, 64)``."""
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+    if name == "dcgan64":
+        return "dcgan", 64, 64
+    head, b = name.split("_b")
+    family = head.rstrip("0123456789")
+    return family, int(head[len(family):]), int(b)
+
+
+def make_jax_workload(name: str, impl: str = "auto", seed: int = 0) -> JaxWorkload:
+    """Build the jaxgan state, jitted step and a random batch for a workload."""
+    from jaxgan.train import cyclegan, dcgan, pggan, pix2pix
+
+    family, size, n = parse_workload(name)
+    rng = np.random.default_rng(seed)
+    key = jax.random.key(seed)
+    stage = None
+    if family == "dcgan":
+        mod, cfg = dcgan, dcgan.default_config()
+        cfg.batch_size = n
+        batch = {"image": _images(rng, n, size)}
+    elif family in ("pix2pix", "cyclegan"):
+        mod = pix2pix if family == "pix2pix" else cyclegan
+        cfg = mod.default_config()
+        cfg.batch_size, cfg.image_size = n, size
+        batch = {"A": _images(rng, n, size), "B": _images(rng, n, size)}
+    else:
+        mod, cfg = pggan, pggan.default_config()
+        cfg.resolution = size  # the network truncated at this stage (its last one)
+        stage = pggan.num_stages(cfg) - 1
+        batch = {"image": _images(rng, n, size)}
+    cfg.model.impl = impl
+    if stage is None:
+        state = mod.create_state(cfg, key)
+    else:
+        # halfway through the fade: alpha = 0.5, traced as in a real fade
+        half = int(cfg.schedule.fade_kimg * 500)
+        state = pggan.create_state(cfg, key, stage=stage).replace(
+            stage_images=jnp.asarray(half, jnp.int32))
+    step = mod.make_train_step(cfg)
+    return JaxWorkload(name, n, step, state, batch, key, _param_count(state.g_params),
+                       _param_count(state.d_params))
+
+
+def cost_flops(compiled: Any) -> float | None:
+    """FLOPs of one call from XLA's cost analysis (None when the backend gives none)."""
+    try:
+        ca = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else None
+    if not ca or "flops" not in ca:
+        return None
+    return float(ca["flops"])
+
+
+def time_jax(w: JaxWorkload, warmup: int, repeats: int) -> dict:
+    """Compile (timed), then ``warmup`` untimed and ``repeats`` timed steps (median)."""
+    t0 = time.perf_counter()
+    lowered = w.step.lower(w.state, w.batch, w.key)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    flops = cost_flops(compiled)
+    state = w.state
+    for _ in range(warmup):
+        state, metrics = compiled(state, w.batch, w.key)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        state, metrics = compiled(state, w.batch, w.key)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - t)
+    if not bool(metrics["finite"]):
+        raise RuntimeError(f"{w.name}: jaxgan step produced non-finite values")
+    return {"trace_s": t1 - t0, "compile_s": t2 - t0, "flops": flops,
+            "step_s": statistics.median(times), "times": times}
+
+
+def make_torch_step(name: str) -> Callable[[], Any]:
+    import _torch_models as T
+
+    family, size, n = parse_workload(name)
+    if family == "dcgan":
+        return T.DCGANStep(n)
+    if family == "pix2pix":
+        return T.Pix2PixStep(n, size)
+    if family == "cyclegan":
+        return T.CycleGANStep(n, size)
+    return T.PGGANStep(size, n)
+
+
+def time_torch(step: Callable[[], Any], warmup: int, repeats: int) -> dict:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()  # returns python floats: synchronous
+        times.append(time.perf_counter() - t)
+    return {"step_s": statistics.median(times), "times": times}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
+    """Measured f32 matmul GFLOP/s (n x n @ n x n) in jax and (if given) torch."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a))
+        ts.append(time.perf_counter() - t)
+    out = {"jax": 2 * n**3 / min(ts) / 1e9}
+    try:
+        import torch
+
+        ta = torch.randn(n, n)
+        ta @ ta
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            ta @ ta
+            ts.append(time.perf_counter() - t)
+        out["torch"] = 2 * n**3 / min(ts) / 1e9
+    except ImportError:
+        pass
+    return out
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"# {cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
+            f"jax {jax.__version__} ({jax.default_backend()}), load1 {load:.2f}")
+
+
+def require_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        sys.exit("experiments/bench/run.py needs PyTorch for the reference steps: "
+                 "pip install -e \".[bench]\" (on the 2-core CPU machines: "
+                 "pip install torch==2.13.0 first, see DESIGN.md)")
+    return torch
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"fewer repeats, workloads {','.join(QUICK_WORKLOADS)} (< 5 min)")
+    ap.add_argument("--workloads", default="", help="comma-separated subset of "
+                    + ",".join(WORKLOADS))
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps (default 5, quick 3)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 2, quick 1)")
+    ap.add_argument("--impl", default="auto", help="jaxgan conv formulation (model.impl)")
+    ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    names = [w for w in args.workloads.split(",") if w] or list(
+        QUICK_WORKLOADS if args.quick else WORKLOADS)
+    for w in names:
+        parse_workload(w)
+    repeats = args.repeats or (3 if args.quick else 5)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    torch = None if args.no_torch else require_torch()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+    print(machine_line())
+    if torch is not None:
+        torch.manual_seed(0)
+        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, float32, NCHW")
+    peak = matmul_peak()
+    peak_f = max(peak.values())
+    print("# f32 matmul peak (2048^3): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
+                                                    for k, v in peak.items()), flush=True)
+    hdr = (f"{'workload':16s} {'jax s':>8s} {'jax img/s':>9s} {'torch s':>8s} "
+           f"{'torch img/s':>11s} {'ratio':>6s} {'compile s':>9s} {'GFLOP':>8s} "
+           f"{'GFLOP/s':>8s} {'%peak':>6s}")
+    print(hdr, flush=True)
+    for name in names:
+        w = make_jax_workload(name, impl=args.impl)
+        j = time_jax(w, warmup, repeats)
+        del w.state
+        jax_ips = w.batch_size / j["step_s"]
+        if torch is not None:
+            ts = make_torch_step(name)
+            t = time_torch(ts, warmup, repeats)
+            del ts
+            torch_s, torch_ips = t["step_s"], w.batch_size / t["step_s"]
+            ratio = jax_ips / torch_ips
+        else:
+            torch_s = torch_ips = ratio = float("nan")
+        gf = j["flops"] / 1e9 if j["flops"] else float("nan")
+        gfs = gf / j["step_s"]
+        print(f"{name:16s} {j['step_s']:8.3f} {jax_ips:9.2f} {torch_s:8.3f} {torch_ips:11.2f} "
+              f"{ratio:6.2f} {j['compile_s']:9.1f} {gf:8.1f} {gfs:8.1f} "
+              f"{100 * gfs / peak_f:5.0f}%", flush=True)
+        print(f"#   {name}: params G {w.g_params:,} D {w.d_params:,}; jax times "
+              + " ".join(f"{x:.3f}" for x in j["times"])
+              + ("" if torch is None else "; torch times " + " ".join(
+                  f"{x:.3f}" for x in t["times"])) + f"; load1 {os.getloadavg()[0]:.2f}",
+              flush=True)
+        print(f"ratio {name} {ratio:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
