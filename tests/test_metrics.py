@@ -147,10 +147,10 @@ def test_directions_are_unit():
 
 @pytest.mark.parametrize("impl", ["numpy", "jax"])
 def test_swd_matches_plain_numpy_reference(astronaut, coffee, impl):
-    a = _crops(astronaut, 8, 32, seed=0)
-    b = _crops(coffee, 8, 32, seed=1)
+    a = _crops(astronaut, 16, 32, seed=0)
+    b = _crops(coffee, 16, 32, seed=1)
     key = jax.random.key(42)
-    got = metrics.sliced_wasserstein_distance(a, b, key, batch_size=4, impl=impl)
+    got = metrics.sliced_wasserstein_distance(a, b, key, batch_size=16, impl=impl)
     ref = _np_swd(a, b, key)
     assert set(got) == {"swd_32", "swd_16", "swd_avg"}
     np.testing.assert_allclose([got["swd_32"], got["swd_16"]], ref, rtol=2e-4)
@@ -158,12 +158,12 @@ def test_swd_matches_plain_numpy_reference(astronaut, coffee, impl):
 
 
 def test_swd_descriptors_do_not_depend_on_batch_size(astronaut):
-    imgs = _crops(astronaut, 8, 32, seed=3)
+    imgs = _crops(astronaut, 24, 32, seed=3)
     key = jax.random.key(5)
     accs = []
-    for bs in (4, 8):
-        acc = metrics.SWDAccumulator(imgs.shape[1:], key, capacity=8 if bs == 8 else None)
-        for i in range(0, 8, bs):
+    for bs in (16, 24):  # 16 + 8 (zero-padded to 16), and one batch of 24
+        acc = metrics.SWDAccumulator(imgs.shape[1:], key, capacity=24 if bs == 24 else None)
+        for i in range(0, 24, bs):
             acc.update(imgs[i : i + bs])
         accs.append(acc)
     for lvl in range(2):
@@ -175,7 +175,8 @@ def _swd_sets(a, b, key):
     accs = []
     for imgs in (a, b):
         acc = metrics.SWDAccumulator(imgs.shape[1:], key, capacity=imgs.shape[0])
-        acc.update(imgs)
+        for i in range(0, imgs.shape[0], 16):
+            acc.update(imgs[i : i + 16])
         accs.append(acc)
     return metrics.swd_from_accumulators(*accs, jax.random.key(1))
 
@@ -189,16 +190,16 @@ def test_swd_same_set_zero_different_sets_positive(astronaut, coffee):
     assert all(v == 0.0 for v in same.values()), same
     # independent descriptor draws of the same images, and a second sample of the same photo,
     # are far closer than a different photo
-    resampled = metrics.sliced_wasserstein_distance(a1, a1, key)["swd_avg"]
-    same_photo = metrics.sliced_wasserstein_distance(a1, a2, key)["swd_avg"]
-    other_photo = metrics.sliced_wasserstein_distance(a1, b, key)["swd_avg"]
+    resampled = metrics.sliced_wasserstein_distance(a1, a1, key, batch_size=16)["swd_avg"]
+    same_photo = metrics.sliced_wasserstein_distance(a1, a2, key, batch_size=16)["swd_avg"]
+    other_photo = metrics.sliced_wasserstein_distance(a1, b, key, batch_size=16)["swd_avg"]
     assert resampled > 0.0
     assert other_photo > 1.5 * same_photo, (same_photo, other_photo)
     assert other_photo > 5.0 * resampled, (resampled, other_photo)
 
 
 def test_swd_grows_with_noise_and_blur(astronaut):
-    a = _crops(astronaut, 48, 32, seed=20)
+    a = _crops(astronaut, 32, 32, seed=20)
     key = jax.random.key(7)
     noise = np.random.RandomState(0).randn(*a.shape).astype(np.float32)
     by_noise = [_swd_sets(a, np.clip(a + s * noise, -1, 1), key) for s in (0.0, 0.05, 0.15, 0.4)]
@@ -218,8 +219,8 @@ def test_swd_errors_name_the_problem(astronaut):
     key = jax.random.key(0)
     a = metrics.SWDAccumulator((32, 32, 3), key)
     b = metrics.SWDAccumulator((32, 32, 3), key)
-    a.update(_crops(astronaut, 8, 32, 0))
-    b.update(_crops(astronaut, 4, 32, 1))
+    a.update(_crops(astronaut, 16, 32, 0))
+    b.update(_crops(astronaut, 8, 32, 1))
     with pytest.raises(ValueError, match="same, non-zero number of images"):
         metrics.swd_from_accumulators(a, b, key)
     with pytest.raises(ValueError, match="expected images of shape"):
@@ -373,13 +374,18 @@ def test_evaluate_generator_streams_swd_and_ms_ssim(astronaut, coffee):
     accs = []
     for imgs, k in ((real, k_real), (fake, k_fake)):
         acc = metrics.SWDAccumulator((32, 32, 3), k)
-        acc.update(imgs)
+        for i in range(0, 40, 16):
+            acc.update(imgs[i : i + 16])
         accs.append(acc)
     direct = metrics.swd_from_accumulators(*accs, k_dirs)
     for name, value in direct.items():
         assert good[name] == pytest.approx(value, rel=1e-6)
+    pair_scores = [  # the batches evaluate_generator saw: 8, 8 and 4 pairs
+        np.asarray(metrics.ms_ssim(fake[i : i + 16 : 2], fake[i + 1 : i + 16 : 2]))
+        for i in (0, 16, 32)
+    ]
     assert good["ms_ssim_diversity"] == pytest.approx(
-        float(np.mean(np.asarray(metrics.ms_ssim(fake[0::2], fake[1::2])))), rel=1e-5
+        float(np.mean(np.concatenate(pair_scores))), rel=1e-5
     )
     # a collapsed generator has MS-SSIM diversity 1; only MS-SSIM needs no real images
     collapsed = metrics.evaluate_generator(
