@@ -1,0 +1,51 @@
+"""The jaxgan side of experiments/bench/run.py (no torch needed, no timings asserted)."""
+
+import importlib.util
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("jaxgan_bench_run", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_parse_workloads(bench):
+    assert bench.parse_workload("dcgan64") == ("dcgan", 64, 64)
+    assert bench.parse_workload("pix2pix256_b8") == ("pix2pix", 256, 8)
+    assert bench.parse_workload("cyclegan256_b1") == ("cyclegan", 256, 1)
+    assert bench.parse_workload("pggan128_b16") == ("pggan", 128, 16)
+    assert set(bench.QUICK_WORKLOADS) <= set(bench.WORKLOADS)
+    with pytest.raises(ValueError, match="unknown workload"):
+        bench.parse_workload("stylegan1024")
+
+
+def test_cost_flops_of_a_matmul(bench):
+    a = jnp.ones((32, 48), jnp.float32)
+    b = jnp.ones((48, 16), jnp.float32)
+    compiled = jax.jit(jnp.dot).lower(a, b).compile()
+    flops = bench.cost_flops(compiled)
+    assert flops is None or flops == pytest.approx(2 * 32 * 48 * 16, rel=0.05)
+
+
+def test_missing_torch_is_a_clear_error(bench, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    with pytest.raises(SystemExit, match=r"pip install -e \"\.\[bench\]\""):
+        bench.require_torch()
+
+
+def test_machine_line_and_peak(bench, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert "cores" in bench.machine_line()
+    peak = bench.matmul_peak(n=64, repeats=1)
+    assert set(peak) == {"jax"} and peak["jax"] > 0
