@@ -82,3 +82,60 @@ def run_evaluation(
         batch_size=min(64, n - n % 2) or 2,
         inception=config.eval_inception or None,
     )
+
+
+# Conditional families (pix2pix, CycleGAN): batches {"A", "B"}.
+
+
+def paired_channels(config: ml_collections.ConfigDict) -> dict[str, int]:
+    return {"A": int(config.in_channels), "B": int(config.out_channels)}
+
+
+def paired_loader(config: ml_collections.ConfigDict, stage: int, split: str, training: bool,
+                  batch_size: int | None = None) -> data.Loader:
+    """Loader of {"A", "B"} batches (``stage`` is unused: these families do not grow)."""
+    return make_loader(config, split=split, training=training,
+                       batch_size=int(batch_size or config.batch_size),
+                       image_size=int(config.image_size), channels=paired_channels(config))
+
+
+def fixed_pairs(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+    """The first ``num_samples`` pairs of the eval split, in order: the sample-grid inputs."""
+    return first_batch(paired_loader(config, 0, config.data.eval_split, False,
+                                     batch_size=int(config.num_samples)))
+
+
+def paired_signature(config: ml_collections.ConfigDict) -> dict:
+    return {"model": config.model.to_dict(), "image_size": config.image_size,
+            "in_channels": config.in_channels, "out_channels": config.out_channels}
+
+
+def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable, step: int,
+                         **kw: Any) -> dict[str, float]:
+    """Metrics of ``translate(A)`` on successive eval-split inputs against its B images."""
+    import jax.numpy as jnp
+
+    inputs = cycle_images(paired_loader(config, 0, config.data.eval_split, False), "A")
+    real = cycle_images(paired_loader(config, 0, config.data.eval_split, False), "B")
+    pending: list[jax.Array] = []
+
+    def sample(key: jax.Array, n: int) -> jax.Array:
+        while sum(len(p) for p in pending) < n:
+            pending.append(translate(jnp.asarray(next(inputs))))
+        out = jnp.concatenate(pending)
+        pending[:] = [out[n:]]
+        return out[:n]
+
+    return run_evaluation(config, sample, real, step, **kw)
+
+
+def translate_flags(direction: bool = False) -> None:
+    """The translate mode's flags (``--input``, ``--output``, ``--eval_mode``[, ``--direction``])."""
+    from absl import flags
+
+    flags.DEFINE_string("input", None, "translate: folder of input images")
+    flags.DEFINE_string("output", None, "translate: folder for the outputs")
+    flags.DEFINE_bool("eval_mode", False,
+                      "translate: BatchNorm running averages and no dropout (reference --eval)")
+    if direction:
+        flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "translate: which generator")

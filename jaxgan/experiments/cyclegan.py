@@ -17,23 +17,6 @@ from jaxgan.experiments import _shared, cli, runner, translate
 from jaxgan.train import cyclegan as T
 
 
-def _channels(config):
-    return {"A": int(config.in_channels), "B": int(config.out_channels)}
-
-
-def _loader(config, stage, split, training):
-    return _shared.make_loader(config, split=split, training=training,
-                               batch_size=int(config.batch_size),
-                               image_size=int(config.image_size), channels=_channels(config))
-
-
-def _fixed_inputs(config):
-    loader = _shared.make_loader(config, split=config.data.eval_split, training=False,
-                                 batch_size=int(config.num_samples),
-                                 image_size=int(config.image_size), channels=_channels(config))
-    return _shared.first_batch(loader)
-
-
 def _render(config, state, inputs):
     """Rows of [A | G_AB(A) | G_BA(G_AB(A)) | B | G_BA(B)]."""
     a, b = jnp.asarray(inputs["A"]), jnp.asarray(inputs["B"])
@@ -48,30 +31,17 @@ def family() -> runner.Family:
         name="cyclegan",
         create_state=lambda config, key, stage: T.create_state(config, key),
         make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
-        make_loader=_loader,
-        sample_inputs=_fixed_inputs,
+        make_loader=_shared.paired_loader,
+        sample_inputs=_shared.fixed_pairs,
         render_samples=_render,
-        signature=lambda config: {"model": config.model.to_dict(),
-                                  "image_size": config.image_size,
-                                  "in_channels": config.in_channels,
-                                  "out_channels": config.out_channels},
+        signature=_shared.paired_signature,
     )
 
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
     """Metrics of G_AB(A) against real B images of the eval split."""
-    inputs = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "A")
-    real = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "B")
-    pending = []
-
-    def sample(key, n):
-        while sum(len(p) for p in pending) < n:
-            pending.append(T.translate(config, state, jnp.asarray(next(inputs)), "AtoB"))
-        out = jnp.concatenate(pending)
-        pending[:] = [out[n:]]
-        return out[:n]
-
-    return _shared.run_evaluation(config, sample, real, step, **kw)
+    return _shared.evaluate_translation(
+        config, lambda a: T.translate(config, state, a, "AtoB"), step, **kw)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -99,15 +69,7 @@ def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:
     return n
 
 
-def _flags():
-    from absl import flags
-
-    flags.DEFINE_string("input", None, "translate: folder of input images")
-    flags.DEFINE_string("output", None, "translate: folder for the outputs")
-    flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "translate: which generator")
-    flags.DEFINE_bool("eval_mode", False, "translate: eval-mode norms (reference --eval)")
-
-
 if __name__ == "__main__":
-    cli.run_main("cyclegan", train_and_evaluate, extra_flags=_flags,
+    cli.run_main("cyclegan", train_and_evaluate,
+                 extra_flags=lambda: _shared.translate_flags(direction=True),
                  other_modes={"translate": translate_mode})

@@ -18,23 +18,6 @@ from jaxgan.experiments import _shared, cli, runner, translate
 from jaxgan.train import pix2pix as T
 
 
-def _channels(config):
-    return {"A": int(config.in_channels), "B": int(config.out_channels)}
-
-
-def _loader(config, stage, split, training):
-    return _shared.make_loader(config, split=split, training=training,
-                               batch_size=int(config.batch_size),
-                               image_size=int(config.image_size), channels=_channels(config))
-
-
-def _fixed_pairs(config):
-    loader = _shared.make_loader(config, split=config.data.eval_split, training=False,
-                                 batch_size=int(config.num_samples),
-                                 image_size=int(config.image_size), channels=_channels(config))
-    return _shared.first_batch(loader)
-
-
 def _as_rgb(x: jax.Array, c: int) -> jax.Array:
     return jnp.repeat(x, c, axis=-1) if x.shape[-1] == 1 and c == 3 else x
 
@@ -53,30 +36,17 @@ def family() -> runner.Family:
         name="pix2pix",
         create_state=lambda config, key, stage: T.create_state(config, key),
         make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
-        make_loader=_loader,
-        sample_inputs=_fixed_pairs,
+        make_loader=_shared.paired_loader,
+        sample_inputs=_shared.fixed_pairs,
         render_samples=_render,
-        signature=lambda config: {"model": config.model.to_dict(),
-                                  "image_size": config.image_size,
-                                  "in_channels": config.in_channels,
-                                  "out_channels": config.out_channels},
+        signature=_shared.paired_signature,
     )
 
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
     """Metrics of G(A) against B on the eval split (translations of successive test inputs)."""
-    inputs = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "A")
-    real = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "B")
-    pending = []
-
-    def sample(key, n):
-        while sum(len(p) for p in pending) < n:
-            pending.append(T.translate(config, state, jnp.asarray(next(inputs))))
-        out = jnp.concatenate(pending)
-        pending[:] = [out[n:]]
-        return out[:n]
-
-    return _shared.run_evaluation(config, sample, real, step, **kw)
+    return _shared.evaluate_translation(config, lambda a: T.translate(config, state, a), step,
+                                        **kw)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -103,15 +73,6 @@ def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:
     return n
 
 
-def _flags():
-    from absl import flags
-
-    flags.DEFINE_string("input", None, "translate: folder of input (A) images")
-    flags.DEFINE_string("output", None, "translate: folder for the outputs")
-    flags.DEFINE_bool("eval_mode", False,
-                      "translate: BatchNorm running averages and no dropout (reference --eval)")
-
-
 if __name__ == "__main__":
-    cli.run_main("pix2pix", train_and_evaluate, extra_flags=_flags,
+    cli.run_main("pix2pix", train_and_evaluate, extra_flags=_shared.translate_flags,
                  other_modes={"translate": translate_mode})
