@@ -102,20 +102,26 @@ def jit_step(
     mesh: Mesh | None = None,
     *,
     donate: bool = True,
+    compiler_options: dict[str, Any] | None = None,
 ) -> Callable[..., tuple[Any, Any]]:
     """jit a ``step(state, batch, key) -> (state, metrics)`` for the mesh.
 
     With a mesh: state and key replicated, batch sharded ``P('data')``, outputs replicated.
     Without one: a plain ``jax.jit``. With ``donate`` the input state's buffers are reused
-    for the output state (do not touch a state after passing it in).
+    for the output state (do not touch a state after passing it in). ``compiler_options``
+    go to XLA (e.g. ``{"xla_backend_optimization_level": 0}`` halves CPU compile time for
+    quick checks, at some run-time cost).
     """
     donate_argnums = (0,) if donate else ()
+    kwargs: dict[str, Any] = {"donate_argnums": donate_argnums}
+    if compiler_options:
+        kwargs["compiler_options"] = dict(compiler_options)
     if mesh is None:
-        return jax.jit(step, donate_argnums=donate_argnums)
+        return jax.jit(step, **kwargs)
     rep = replicated_sharding(mesh)
     return jax.jit(
         step,
         in_shardings=(rep, batch_sharding(mesh), rep),
         out_shardings=(rep, rep),
-        donate_argnums=donate_argnums,
+        **kwargs,
     )

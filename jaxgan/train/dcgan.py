@@ -188,15 +188,20 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True):
+                    *, jit: bool = True, donate: bool = True,
+                    compiler_options: dict | None = None):
     """``step(state, batch, key) -> (state, metrics)`` for the config.
 
     ``jit=False`` gives the pure Python function (for tests/debugging). With ``jit`` it is
     compiled, the state donated (``donate``), and with a ``mesh`` the batch is sharded over
     ``'data'`` and the state and key replicated (see :mod:`jaxgan.parallel`).
+    ``compiler_options`` are passed to XLA (see :func:`jaxgan.parallel.jit_step`). Equal
+    configs share one traced function, so jax reuses its compilations across calls.
     """
     step = common.bind_config(train_step, config)
-    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+    if not jit:
+        return step
+    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
 
 
 def generate(config: ml_collections.ConfigDict, state: DCGANState, z: jax.Array, *,

@@ -319,12 +319,15 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True):
+                    *, jit: bool = True, donate: bool = True,
+                    compiler_options: dict | None = None):
     """``step(state, batch, key) -> (state, metrics)``; one compile per stage (the stage is
     static in the state), none per alpha. See :func:`jaxgan.train.dcgan.make_train_step`."""
     num_stages(config)
     step = common.bind_config(train_step, config)
-    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+    if not jit:
+        return step
+    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
 
 
 def generate(config: ml_collections.ConfigDict, state: PGGANState, z: jax.Array, *,

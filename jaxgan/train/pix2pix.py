@@ -228,10 +228,13 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True):
+                    *, jit: bool = True, donate: bool = True,
+                    compiler_options: dict | None = None):
     """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.dcgan.make_train_step`."""
     step = common.bind_config(train_step, config)
-    return parallel.jit_step(step, mesh, donate=donate) if jit else step
+    if not jit:
+        return step
+    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
 
 
 def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Array, *,
