@@ -44,10 +44,13 @@ def test_frechet_distance_general_covariances_and_properties():
     assert got == pytest.approx(ref, rel=1e-8)
     assert got == pytest.approx(metrics.frechet_distance(m2, s2, m1, s1), rel=1e-9)  # symmetric
     assert abs(metrics.frechet_distance(m1, s1, m1, s1)) < 1e-9
-    # rank-deficient covariances (fewer samples than dimensions) stay finite and >= 0
-    x = rng.randn(5, d)
-    c = np.cov(x, rowvar=False)
-    assert 0 <= metrics.frechet_distance(m1, c, m2, s2) < np.inf
+    # rank-deficient covariances (fewer samples than dimensions) stay finite and >= 0, and the
+    # low-rank route from the features equals the covariance route
+    x, y = rng.randn(5, d), rng.randn(7, d) * 2 + 1
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    assert 0 <= metrics.frechet_distance(m1, cx, m2, s2) < np.inf
+    via_cov = metrics.frechet_distance(x.mean(0), cx, y.mean(0), cy)
+    assert metrics.fid_from_features(x, y) == pytest.approx(via_cov, rel=1e-7)
     with pytest.raises(ValueError, match="shapes"):
         metrics.frechet_distance(m1, s1, m2[:3], s2)
 
@@ -121,12 +124,18 @@ def test_inception_weight_names_and_parameter_count():
     assert trainable == 27_161_264 - 2_049_000 - 3_326_696
 
 
-def test_inception_features_from_npz_file(tmp_path):
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
     sd = metrics.random_inception_state_dict(seed=0)
     sd["fc.weight"] = np.zeros((1008, 2048), np.float32)  # extra entries are ignored
-    path = tmp_path / "inception.npz"
+    path = tmp_path_factory.mktemp("inception") / "inception.npz"
     np.savez(path, **sd)
-    extractor = metrics.load_inception(str(path), resize=False, batch_size=4)
+    return sd, str(path)
+
+
+def test_inception_features_from_npz_file(weights):
+    sd, path = weights
+    extractor = metrics.load_inception(path, resize=False, batch_size=4)
     x = np.random.RandomState(0).uniform(-1, 1, (4, 75, 75, 3)).astype(np.float32)
     f = extractor(x)
     chex.assert_shape(f, (4, metrics.inception.FEATURE_DIM))
@@ -165,3 +174,30 @@ def test_inception_architecture_variants_have_the_same_weights():
         jax.ShapeDtypeStruct((2, 299, 299, 3), np.float32),
     )
     assert out["params"]["Mixed_7c"]["branch_pool"]["conv"]["kernel"].shape == (1, 1, 2048, 192)
+
+
+def test_evaluate_generator_fid_and_kid(weights):
+    _, path = weights
+    extractor = metrics.load_inception(path, resize=False, batch_size=4)  # same compiled shape
+    rng = np.random.RandomState(7)
+    reals = [rng.uniform(-1, 1, (3, 75, 75, 3)).astype(np.float32) for _ in range(3)]
+
+    def sample_fn(key, n):
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        return np.random.RandomState(seed).uniform(-0.2, 0.2, (n, 75, 75, 3)).astype(np.float32)
+
+    key = jax.random.key(0)
+    out = metrics.evaluate_generator(
+        sample_fn, iter(reals), metrics=("fid", "kid"), num_images=6, key=key, batch_size=4,
+        inception=extractor, kid_subsets=3, kid_subset_size=4,
+    )
+    assert set(out) == {"fid", "kid", "kid_std"}
+    # the same numbers from the features directly
+    k_sample = jax.random.split(key, 4)[0]
+    fake = np.concatenate([sample_fn(jax.random.fold_in(k_sample, i), n) for i, n in ((0, 4), (1, 2))])
+    real = np.concatenate(reals)[:6]
+    f_real, f_fake = extractor(real), extractor(fake)
+    assert out["fid"] == pytest.approx(metrics.fid_from_features(f_real, f_fake), rel=1e-4)
+    kid = metrics.kernel_inception_distance(f_real, f_fake, num_subsets=3, subset_size=4)
+    assert out["kid"] == pytest.approx(kid[0], rel=1e-4, abs=1e-9)
+    assert out["fid"] > 0

@@ -127,7 +127,9 @@ def evaluate_generator(
         )
 
     k_sample, k_real, k_fake, k_dirs = jax.random.split(key, 4)
-    keep = "kid" in metrics
+    # KID needs the features; below 2048 images FID uses them too (exact and far cheaper than
+    # 2048x2048 eigendecompositions); both cost at most 8 KiB per image per side.
+    keep = "kid" in metrics or num_images < FEATURE_DIM
     sides = {}
     for side, k in (("fake", k_fake), ("real", k_real)):
         sides[side] = {
