@@ -20,6 +20,7 @@ Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -126,6 +127,11 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def _optimizers(config):
+    return _optimizers_cached(common.freeze(config))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizers_cached(config):
     lr = learning_rate_schedule(config)
     return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
 
@@ -272,8 +278,8 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     (g_loss, (g_bs, d_bs, g_terms, fake_a, fake_b)), g_grads = jax.value_and_grad(
         g_loss_fn, has_aux=True)(state.g_params)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params)
 
     fake_a = jax.lax.stop_gradient(fake_a)
     fake_b = jax.lax.stop_gradient(fake_b)
@@ -294,8 +300,8 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     (d_loss, (d_bs, d_a_loss, d_b_loss)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
+                                                   state.d_params)
 
     metrics = dict(g_loss=g_loss, **g_terms, d_loss=d_loss, d_a_loss=d_a_loss,
                    d_b_loss=d_b_loss)

@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -96,7 +97,12 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     return g, d
 
 
-def _optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+def _optimizers(config):
+    return _optimizers_cached(common.freeze(config))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizers_cached(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     return common.adam(config.optimizer), common.adam(config.optimizer)
 
 
@@ -165,8 +171,8 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
     (d_loss, (d_bs, l_real, l_fake, d_real, d_fake)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
+                                                   state.d_params)
 
     def g_loss_of_fake(fake_images):
         logits, bs = common.apply_model(d, d_params, d_bs, fake_images)
@@ -174,8 +180,8 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
     (g_loss, d_bs), d_fake_grad = jax.value_and_grad(g_loss_of_fake, has_aux=True)(fake)
     (g_grads,) = g_vjp(d_fake_grad)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params)
 
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                    "d_real": d_real, "d_fake": d_fake}

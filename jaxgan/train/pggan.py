@@ -20,6 +20,7 @@ latents, through the updated D), then the generator EMA (0.999). Adam(1e-3, 0, 0
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -27,7 +28,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import struct
 
 from jaxgan import losses, parallel
@@ -180,6 +180,11 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
 
 
 def _optimizers(config):
+    return _optimizers_cached(common.freeze(config))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizers_cached(config):
     return common.adam(config.optimizer), common.adam(config.optimizer)
 
 
@@ -295,8 +300,8 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
         return wgan + gp + drift, aux
 
     (d_loss, d_aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
-    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
+                                                   state.d_params)
 
     z_g = jax.random.normal(k_zg, (n, config.model.latent_dim), jnp.float32)
 
@@ -304,8 +309,8 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
         return losses.generator_loss(critic(d_params, gen(g_params, z_g)), "wgan")
 
     g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params)
     g_ema = common.ema_update(state.g_ema_params, g_params, config.ema_decay)
 
     metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)

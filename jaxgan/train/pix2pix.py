@@ -13,6 +13,7 @@ Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -129,6 +130,11 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def _optimizers(config):
+    return _optimizers_cached(common.freeze(config))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizers_cached(config):
     lr = learning_rate_schedule(config)
     return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
 
@@ -198,8 +204,8 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
 
     (d_loss, (d_bs, l_real, l_fake)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
+                                                   state.d_params)
 
     def g_loss_of_fake(fake):
         logits, bs = common.apply_model(d, d_params, d_bs,
@@ -211,8 +217,8 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
     (g_loss, (d_bs, g_gan, g_l1)), fake_grad = jax.value_and_grad(
         g_loss_of_fake, has_aux=True)(fake_b)
     (g_grads,) = g_vjp(fake_grad)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params)
 
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                    "g_gan": g_gan, "g_l1": g_l1}
