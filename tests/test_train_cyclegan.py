@@ -165,3 +165,13 @@ def test_non_finite_loss_is_reported_and_not_trained_on():
 def test_wrong_input_raises_a_clear_error(a, b, match):
     with pytest.raises(ValueError, match=match):
         STEP(initial_state(), {"A": a, "B": b}, jax.random.key(0))
+
+
+def test_translate_both_ways():
+    batch = toy_batch(3, n=2)
+    fake_b = cyclegan.translate(CONFIG, initial_state(), batch["A"], "AtoB")
+    fake_a = cyclegan.translate(CONFIG, initial_state(), batch["B"], "BtoA")
+    chex.assert_shape([fake_a, fake_b], (2, S, S, 3))
+    assert not np.allclose(fake_b, fake_a)  # two different generators
+    with pytest.raises(ValueError, match="'AtoB' or 'BtoA'"):
+        cyclegan.translate(CONFIG, initial_state(), batch["A"], "A2B")

@@ -205,3 +205,15 @@ def test_non_finite_loss_is_reported_and_not_trained_on():
 def test_wrong_input_raises_a_clear_error(image, match):
     with pytest.raises(ValueError, match=match):
         UNCOUNTED(mid_fade_state(), {"image": image}, jax.random.key(0))
+
+
+def test_generate_uses_the_ema_and_the_current_alpha():
+    state, _ = STEP(mid_fade_state(), toy_reals(1), jax.random.key(0))
+    z = jax.random.normal(jax.random.key(1), (4, CONFIG.model.latent_dim))
+    ema = pggan.generate(CONFIG, state, z)
+    chex.assert_shape(ema, (4, 8, 8, CH))
+    raw = pggan.generate(CONFIG, state, z, use_ema=False)
+    assert not np.allclose(ema, raw)  # the EMA lags G after an update
+    # the state's alpha (0.75 after one step from 0.5) is the default
+    np.testing.assert_array_equal(ema, pggan.generate(CONFIG, state, z, alpha_value=0.75))
+    assert not np.allclose(ema, pggan.generate(CONFIG, state, z, alpha_value=1.0))

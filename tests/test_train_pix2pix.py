@@ -159,3 +159,13 @@ def test_non_finite_loss_is_reported_and_not_trained_on():
 def test_wrong_input_raises_a_clear_error(a, b, match):
     with pytest.raises(ValueError, match=match):
         STEP(initial_state(), {"A": a, "B": b}, jax.random.key(0))
+
+
+def test_translate():
+    a = toy_pairs(3, n=2)["A"]
+    out = pix2pix.translate(CONFIG, initial_state(), a)  # eval mode: running statistics
+    chex.assert_shape(out, (2, S, S, 3))
+    assert float(jnp.max(jnp.abs(out))) <= 1.0
+    np.testing.assert_array_equal(out, pix2pix.translate(CONFIG, initial_state(), a))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        pix2pix.translate(CONFIG, initial_state(), a, train=True)

@@ -29,6 +29,7 @@ __all__ = [
     "freeze",
     "guard_finite",
     "init_variables",
+    "jit_bound",
     "jit_init",
     "linear_decay_schedule",
     "optimizer_count",
@@ -57,6 +58,17 @@ def bind_config(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> 
     every ``make_train_step`` call with an equal config reuse one compilation.
     """
     return _bind(fn, freeze(config), *args)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_bound(fn: Callable, config: ml_collections.FrozenConfigDict, *args: Any) -> Callable:
+    return jax.jit(functools.partial(fn, config, *args))
+
+
+def jit_bound(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Callable:
+    """``jax.jit(partial(fn, freeze(config), *args))``, one cached object per (fn, config,
+    args): for sampling helpers called repeatedly with the same config."""
+    return _jit_bound(fn, freeze(config), *args)
 
 
 @functools.lru_cache(maxsize=64)

@@ -329,12 +329,23 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh |
 
 
 def translate(config: ml_collections.ConfigDict, state: CycleGANState, images: jax.Array,
-              direction: str = "AtoB", *, train: bool = False) -> jax.Array:
-    """Map images ``[N, S, S, C]`` with ``g_ab`` (``'AtoB'``) or ``g_ba`` (``'BtoA'``)."""
+              direction: str = "AtoB", *, train: bool = False,
+              key: jax.Array | None = None) -> jax.Array:
+    """Map images ``[N, S, S, C]`` with ``g_ab`` (``'AtoB'``) or ``g_ba`` (``'BtoA'``).
+
+    ``train=True`` uses batch statistics (BatchNorm) and dropout (with ``key``) like the
+    reference's test script without ``--eval``. Jitted (cached per config, direction, mode).
+    """
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+    if train and config.model.use_dropout and key is None:
+        raise ValueError("cyclegan.translate: train=True with dropout needs a PRNG key")
     name = "g_ab" if direction == "AtoB" else "g_ba"
+    return common.jit_bound(_translate, config, name, bool(train))(
+        state.g_params[name], state.g_batch_stats[name], images, key if train else None)
+
+
+def _translate(config, name, train, params, batch_stats, images, key):
     net = build_models(config)[name]
-    out, _ = common.apply_model(net, state.g_params[name], state.g_batch_stats[name], images,
-                                train=train)
-    return out
+    return common.apply_model(net, params, batch_stats, images, train=train,
+                              dropout_key=key)[0]

@@ -216,7 +216,12 @@ def generate(config: ml_collections.ConfigDict, state: DCGANState, z: jax.Array,
 
     ``train=False`` uses BatchNorm's running averages (the reference's ``netG.eval()`` is
     not used for its sample grids, which use train mode: pass ``train=True`` to match).
+    Jitted (cached per config and mode).
     """
+    return common.jit_bound(_generate, config, bool(train))(state.g_params,
+                                                             state.g_batch_stats, z)
+
+
+def _generate(config, train, g_params, g_batch_stats, z):
     g, _ = build_models(config)
-    out, _ = common.apply_model(g, state.g_params, state.g_batch_stats, z, train=train)
-    return out
+    return common.apply_model(g, g_params, g_batch_stats, z, train=train)[0]

@@ -339,9 +339,15 @@ def generate(config: ml_collections.ConfigDict, state: PGGANState, z: jax.Array,
              use_ema: bool = True, alpha_value: jax.Array | None = None) -> jax.Array:
     """Samples ``[N, r, r, C]`` at the state's stage from latents ``z: [N, latent_dim]``.
 
-    Uses the EMA generator by default and the state's current alpha unless given.
+    Uses the EMA generator by default and the state's current alpha unless given. Jitted
+    (cached per config and stage).
     """
-    g, _ = build_models(config)
     params = state.g_ema_params if use_ema else state.g_params
     a = alpha(config, state.stage, state.stage_images) if alpha_value is None else alpha_value
-    return g.apply({"params": params}, z, state.stage, jnp.asarray(a, jnp.float32))
+    return common.jit_bound(_generate, config, int(state.stage))(
+        params, z, jnp.asarray(a, jnp.float32))
+
+
+def _generate(config, stage, params, z, a):
+    g, _ = build_models(config)
+    return g.apply({"params": params}, z, stage, a)

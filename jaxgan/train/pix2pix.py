@@ -248,9 +248,15 @@ def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Arr
     """G(A): ``[N, S, S, out_channels]`` in [-1, 1].
 
     The reference's test script keeps train mode (batch statistics, dropout on) unless
-    ``--eval``: pass ``train=True`` and a ``key`` for dropout to match it.
+    ``--eval``: pass ``train=True`` and a ``key`` for dropout to match it. Jitted (cached
+    per config and mode).
     """
+    if train and config.model.use_dropout and key is None:
+        raise ValueError("pix2pix.translate: train=True with dropout needs a PRNG key")
+    return common.jit_bound(_translate, config, bool(train))(
+        state.g_params, state.g_batch_stats, a, key if train else None)
+
+
+def _translate(config, train, g_params, g_batch_stats, a, key):
     g, _ = build_models(config)
-    out, _ = common.apply_model(g, state.g_params, state.g_batch_stats, a, train=train,
-                                dropout_key=key if train else None)
-    return out
+    return common.apply_model(g, g_params, g_batch_stats, a, train=train, dropout_key=key)[0]
