@@ -234,7 +234,8 @@ def fade_reals(images: jax.Array, a: jax.Array) -> jax.Array:
     from jaxgan import nn as jnn
 
     low = jnn.upsample_nearest_2x(jnn.downsample_avg_2x(images))
-    return low + a * (images - low)
+    # exactly the reals once the fade is over (the lerp could differ by an ulp)
+    return jnp.where(jnp.asarray(a) >= 1.0, images, low + a * (images - low))
 
 
 def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict,
