@@ -100,9 +100,13 @@ def paired_loader(config: ml_collections.ConfigDict, stage: int, split: str, tra
 
 
 def fixed_pairs(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """The first ``num_samples`` pairs of the eval split, in order: the sample-grid inputs."""
-    return first_batch(paired_loader(config, 0, config.data.eval_split, False,
-                                     batch_size=int(config.num_samples)))
+    """The sample-grid inputs: the first ``num_samples // 2`` pairs of the training split
+    (how well the model fits) then as many of the eval split (how it generalises), in order
+    and without augmentation."""
+    n = max(int(config.num_samples) // 2, 1)
+    parts = [first_batch(paired_loader(config, 0, split, False, batch_size=n))
+             for split in (config.data.split, config.data.eval_split)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def paired_signature(config: ml_collections.ConfigDict) -> dict:

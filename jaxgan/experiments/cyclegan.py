@@ -35,6 +35,7 @@ def family() -> runner.Family:
         sample_inputs=_shared.fixed_pairs,
         render_samples=_render,
         signature=_shared.paired_signature,
+        grid_columns=1,
     )
 
 

@@ -23,7 +23,7 @@ def _as_rgb(x: jax.Array, c: int) -> jax.Array:
 
 
 def _render(config, state, pairs):
-    """Rows of [A | G(A) | B] (G in eval mode)."""
+    """Rows of [A | G(A) | B] (G in eval mode): training inputs first, then held-out ones."""
     a, b = jnp.asarray(pairs["A"]), jnp.asarray(pairs["B"])
     fake = T.translate(config, state, a, train=False)
     c = fake.shape[-1]
@@ -40,6 +40,7 @@ def family() -> runner.Family:
         sample_inputs=_shared.fixed_pairs,
         render_samples=_render,
         signature=_shared.paired_signature,
+        grid_columns=1,
     )
 
 

@@ -69,6 +69,7 @@ class Family:
         called on the host before every step (PGGAN).
       signature: (config) -> a JSON-able description of the model, checked on resume.
       batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
+      grid_columns: images per row of a sample grid (None: square).
     """
 
     name: str
@@ -83,6 +84,7 @@ class Family:
     grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree | None] | None = None
     batch_sizes: Callable[[ml_collections.ConfigDict], list[int]] = (
         lambda config: [int(config.batch_size)])
+    grid_columns: int | None = None
 
 
 def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
@@ -344,7 +346,8 @@ def run(
         if not is_chief:
             return
         images = jax.device_get(family.render_samples(config, state, sample_inputs))
-        save_png(workdir / "samples" / f"step_{step:07d}.png", image_grid(images))
+        save_png(workdir / "samples" / f"step_{step:07d}.png",
+                 image_grid(images, columns=family.grid_columns))
 
     ok_flag = jnp.ones((), bool)
     window_t, window_images, window_steps = time.perf_counter(), 0, 0
