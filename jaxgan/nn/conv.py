@@ -37,30 +37,56 @@ TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "xla_dilated")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-# Below this many matmul output columns the im2col matmul is too thin to beat XLA's own
-# convolution on CPU (measured: experiments/bench/RESULTS.md, unet_up_128to256).
+# CPU thresholds (measured fwd+bwd, experiments/bench/conv.py and RESULTS.md): with at least
+# this many matmul output columns the im2col matmul beats XLA:CPU's convolution ...
 _MIN_IM2COL_OUT = 128
+# ... and below it, im2col still wins while the patches are narrow (k*k*C_in at most this):
+# e.g. the 3- or 6-channel first convs at 256x256 (K 48/96: 2.8x faster at batch 8), the 7x7
+# stem on RGB (K 147) and 1x1 toRGB layers; with wide patches and thin outputs (U-Net/ResNet
+# output convs, K 512..3136 to 3-12 columns, the PatchGAN's last conv) XLA's own conv wins.
+_MAX_THIN_IM2COL_PATCH = 160
 
 
-def default_impl(backend: str | None = None, out_features: int | None = None) -> str:
-    """The convolution formulation chosen for a backend (measured: experiments/bench/conv.py).
+def default_impl(
+    backend: str | None = None,
+    out_features: int | None = None,
+    patch_features: int | None = None,
+) -> str:
+    """The convolution formulation chosen for a backend and layer shape (measured:
+    experiments/bench/conv.py).
 
-    CPU: ``"im2col"`` (XLA:CPU's own convolutions, and above all their gradients, are slow),
-    except for thin outputs (< 128 matmul columns) where XLA's convolution wins;
-    GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit).
+    Args:
+      backend: "cpu", "gpu", "tpu" (default: ``jax.default_backend()``).
+      out_features: matmul output columns (C_out; ``s*s*C_out`` for a sub-pixel transposed
+        convolution).
+      patch_features: matmul inner size ``k*k*C_in`` of the (sub-pixel) convolution.
+
+    Returns:
+      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"im2col"`` (XLA:CPU's own
+      convolutions, and above all their gradients, are slow) unless the output is thin (< 128
+      columns) *and* the patches are wide (> 160), where XLA's convolution wins.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "xla"
-    if out_features is not None and out_features < _MIN_IM2COL_OUT:
-        return "xla"
-    return "im2col"
+    if out_features is None or out_features >= _MIN_IM2COL_OUT:
+        return "im2col"
+    if patch_features is not None and patch_features <= _MAX_THIN_IM2COL_PATCH:
+        return "im2col"
+    return "xla"
 
 
-def _resolve(impl: str, allowed: Sequence[str], out_features: int | None = None) -> str:
+def _resolve(
+    impl: str,
+    allowed: Sequence[str],
+    out_features: int | None = None,
+    patch_features: int | None = None,
+) -> str:
     if impl not in allowed:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {', '.join(allowed)}")
-    return default_impl(out_features=out_features) if impl == "auto" else impl
+    if impl == "auto":
+        return default_impl(out_features=out_features, patch_features=patch_features)
+    return impl
 
 
 def _pairs(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -103,7 +129,7 @@ def conv2d(
     Returns:
       (N, H_out, W_out, C_out) with H_out = (H + top + bottom - k_h) // stride + 1.
     """
-    impl = _resolve(impl, IMPLS, w.shape[-1])
+    impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2])
     pad = _pairs(padding)
     if impl == "xla":
         return lax.conv_general_dilated(
@@ -170,7 +196,8 @@ def conv_transpose2d(
     if w.shape[1] != k:
         raise ValueError(f"square kernels only, got {w.shape[:2]}")
     _check_transpose_args(k, stride, padding, output_padding)
-    impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1])
+    kk = -(-k // stride)
+    impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2])
     n, h, wd, _ = x.shape
     ho = conv_transpose_output_size(h, k, stride, padding, output_padding)
     wo = conv_transpose_output_size(wd, k, stride, padding, output_padding)
@@ -185,7 +212,6 @@ def conv_transpose2d(
             dimension_numbers=_DN,
         )
     s = stride
-    kk = -(-k // s)
     wsub = _subpixel_kernel(w, s)
 
     # Output q = o + padding = a * s + b needs window x[a - K + 1 .. a], a in [a_lo, a_hi].

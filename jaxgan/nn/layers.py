@@ -18,13 +18,25 @@ from jaxgan.nn.conv import Padding, conv2d, conv_transpose2d
 
 Initializer = Callable[..., jax.Array]
 
+def normal_init(stddev: float, mean: float = 0.0) -> Initializer:
+    """N(mean, stddev**2) initializer that draws a flat vector and reshapes it.
+
+    Same distribution as ``nn.initializers.normal``; drawing flat compiles several times
+    faster on XLA:CPU than a 4-D draw (seconds per kernel shape otherwise).
+    """
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        size = math.prod(shape)
+        return (mean + stddev * jax.random.normal(key, (size,), dtype)).reshape(shape)
+
+    return init
+
+
 #: The pix2pix/CycleGAN/DCGAN weight initializer: N(0, 0.02).
-conv_init: Initializer = nn.initializers.normal(stddev=0.02)
+conv_init: Initializer = normal_init(0.02)
 
-
-def bn_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-    """The references' BatchNorm scale init: N(1, 0.02)."""
-    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+#: The references' BatchNorm scale init: N(1, 0.02).
+bn_scale_init: Initializer = normal_init(0.02, mean=1.0)
 
 
 NORMS = ("batch", "instance", "none")
@@ -164,7 +176,7 @@ class EqualizedConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
         fan_in = k * k * x.shape[-1]
-        w = _kernel(self, (k, k, x.shape[-1], self.features), nn.initializers.normal(1.0), x)
+        w = _kernel(self, (k, k, x.shape[-1], self.features), normal_init(1.0), x)
         w = w * (self.gain / math.sqrt(fan_in))
         y = conv2d(x, w, stride=1, padding=k // 2, impl=self.impl)
         if self.use_bias:
@@ -190,7 +202,7 @@ class EqualizedDense(nn.Module):
                     f"{self.name}: input has {fan_in} features but the loaded parameters "
                     f"expect {loaded.shape[0]}"
                 )
-        w = self.param("kernel", nn.initializers.normal(1.0), (fan_in, self.features))
+        w = self.param("kernel", normal_init(1.0), (fan_in, self.features))
         y = x @ (w * (self.gain / math.sqrt(fan_in)))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
