@@ -75,7 +75,7 @@ def test_conv_transpose_gradients_agree(shape):
         return jax.grad(f, argnums=(0, 1))(x, w)
 
     ref = grads("xla_dilated")
-    for impl in ("xla", "im2col"):
+    for impl in ("xla", "im2col", "auto"):
         for a, b in zip(grads(impl), ref):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
@@ -86,12 +86,13 @@ def test_conv2d_impls_agree_with_grads(k, s, p):
     x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
     outs = {}
-    for impl in ("xla", "im2col"):
+    for impl in ("xla", "im2col", "auto"):
         f = lambda x, w, impl=impl: C.conv2d(x, w, stride=s, padding=p, impl=impl)
         y, vjp = jax.vjp(f, x, w)
         outs[impl] = (y, *vjp(jnp.ones_like(y)))
-    for a, b in zip(outs["im2col"], outs["xla"]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+    for impl in ("im2col", "auto"):
+        for a, b in zip(outs[impl], outs["xla"]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
 
 def test_bad_arguments():
@@ -108,3 +109,9 @@ def test_default_impl_per_backend():
     assert C.default_impl("tpu") == "xla"
     assert C.default_impl("cpu", out_features=512) == "im2col"
     assert C.default_impl("cpu", out_features=64) == "xla"
+    # thin outputs: im2col only while the patches are narrow (measured, RESULTS.md)
+    assert C.default_impl("cpu", out_features=64, patch_features=4 * 4 * 3) == "im2col"
+    assert C.default_impl("cpu", out_features=3, patch_features=128) == "im2col"
+    assert C.default_impl("cpu", out_features=12, patch_features=2 * 2 * 128) == "xla"
+    assert C.default_impl("cpu", out_features=1, patch_features=4 * 4 * 512) == "xla"
+    assert C.default_impl("gpu", out_features=64, patch_features=48) == "xla"

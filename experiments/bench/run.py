@@ -227,8 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed steps (default 5, quick 3)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 2, quick 1)")
     ap.add_argument("--impl", default="auto", help="jaxgan conv formulation (model.impl)")
+    ap.add_argument("--compile-cache", default="", metavar="DIR",
+                    help="persistent XLA compilation cache directory: a second run reports "
+                    "the warm-cache compile time")
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.compile_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     names = [w for w in args.workloads.split(",") if w] or list(
         QUICK_WORKLOADS if args.quick else WORKLOADS)
     for w in names:
