@@ -11,6 +11,7 @@ Results are recorded in experiments/bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -39,6 +40,7 @@ LAYERS = [
     ("patch_out_31to30", "c", 1, 31, 512, 1, 4, 1, 1, 0),
     ("resnet_in_7x7_256", "c", 1, 262, 3, 64, 7, 1, 0, 0),
     ("resnet_down_256to128", "c", 1, 256, 64, 128, 3, 2, 1, 0),
+    ("resnet_down_128to64", "c", 1, 128, 128, 256, 3, 2, 1, 0),
     ("resnet_block_3x3_64", "c", 1, 64, 256, 256, 3, 1, 1, 0),
     ("resnet_up_64to128", "t", 1, 64, 256, 128, 3, 2, 1, 1),
     ("resnet_up_128to256", "t", 1, 128, 128, 64, 3, 2, 1, 1),
@@ -48,6 +50,15 @@ LAYERS = [
     ("pggan_3x3_128", "c", 16, 128, 128, 128, 3, 1, 1, 0),
     ("pggan_torgb_128", "c", 16, 128, 128, 3, 1, 1, 0, 0),
 ]
+
+
+def auto_choice(layer) -> str:
+    """The formulation ``impl="auto"`` resolves to for this layer on this backend."""
+    _, kind, _, _, ci, co, k, s, _, _ = layer
+    if kind == "t":
+        kk = -(-k // s)
+        return C.default_impl(out_features=s * s * co, patch_features=kk * kk * ci)
+    return C.default_impl(out_features=co, patch_features=k * k * ci)
 
 
 def _time(fn, *args, repeats):
@@ -108,9 +119,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", default="", help="comma-separated subset of layer names")
+    ap.add_argument("--dilated", action="store_true",
+                    help="also time the lhs-dilated transposed conv (pathological: up to ~1 min)")
     args = ap.parse_args()
     print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
-          f"jax {jax.__version__}")
+          f"jax {jax.__version__}, load1 {os.getloadavg()[0]:.2f}")
     try:
         import torch
 
@@ -122,7 +135,9 @@ def main():
     for layer in LAYERS:
         if wanted and layer[0] not in wanted:
             continue
-        impls = ("xla_dilated", "xla", "im2col") if layer[1] == "t" else ("xla", "im2col")
+        impls = ("xla_dilated", "xla", "im2col") if layer[1] == "t" and args.dilated else (
+            "xla", "im2col")
+        print(f"{layer[0]:22s} auto picks   {auto_choice(layer)}")
         ref = bench_torch(layer, args.repeats) if torch_ok else None
         if ref is not None:
             print(f"{layer[0]:22s} torch        {ref:8.4f} s")
