@@ -114,6 +114,22 @@ def paired_signature(config: ml_collections.ConfigDict) -> dict:
             "in_channels": config.in_channels, "out_channels": config.out_channels}
 
 
+def paired_family(name: str, train_module: Any, render: Callable) -> Any:
+    """The runner.Family of a conditional family (no stages, {"A", "B"} batches)."""
+    from jaxgan.experiments import runner
+
+    return runner.Family(
+        name=name,
+        create_state=lambda config, key, stage: train_module.create_state(config, key),
+        make_step=lambda config, mesh, stage: train_module.make_train_step(config, mesh),
+        make_loader=paired_loader,
+        sample_inputs=fixed_pairs,
+        render_samples=render,
+        signature=paired_signature,
+        grid_columns=1,
+    )
+
+
 def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable, step: int,
                          **kw: Any) -> dict[str, float]:
     """Metrics of ``translate(A)`` on successive eval-split inputs against its B images."""

@@ -32,16 +32,7 @@ def _render(config, state, pairs):
 
 
 def family() -> runner.Family:
-    return runner.Family(
-        name="pix2pix",
-        create_state=lambda config, key, stage: T.create_state(config, key),
-        make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
-        make_loader=_shared.paired_loader,
-        sample_inputs=_shared.fixed_pairs,
-        render_samples=_render,
-        signature=_shared.paired_signature,
-        grid_columns=1,
-    )
+    return _shared.paired_family("pix2pix", T, _render)
 
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:

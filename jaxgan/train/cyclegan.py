@@ -20,18 +20,23 @@ Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import struct
 
 from jaxgan import losses, parallel
 from jaxgan.train import common
-from jaxgan.train.pix2pix import _discriminator_overrides, _generator_overrides
+
+# Same models' overrides, schedule (constant then linear decay) and Adam pair as pix2pix.
+from jaxgan.train.pix2pix import (
+    _discriminator_overrides,
+    _generator_overrides,
+    _optimizers,
+    learning_rate_schedule,
+)
 
 __all__ = [
     "CycleGANState",
@@ -117,23 +122,6 @@ def build_models(config: ml_collections.ConfigDict) -> dict:
         "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
         "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
     }
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant ``optimizer.learning_rate`` then linear decay to 0 over ``schedule.decay_steps``."""
-    return common.linear_decay_schedule(config.optimizer.learning_rate,
-                                        config.schedule.constant_steps,
-                                        config.schedule.decay_steps)
-
-
-def _optimizers(config):
-    return _optimizers_cached(common.freeze(config))
-
-
-@functools.lru_cache(maxsize=32)
-def _optimizers_cached(config):
-    lr = learning_rate_schedule(config)
-    return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
 
 
 def _check_config(config) -> None:
