@@ -115,3 +115,9 @@ def test_default_impl_per_backend():
     assert C.default_impl("cpu", out_features=12, patch_features=2 * 2 * 128) == "xla"
     assert C.default_impl("cpu", out_features=1, patch_features=4 * 4 * 512) == "xla"
     assert C.default_impl("gpu", out_features=64, patch_features=48) == "xla"
+
+
+def test_auto_avoids_huge_im2col_patches():
+    # PGGAN 128x128x128 3x3 at batch 16: 1.2 GB of patches -> XLA's conv; 32x32x512: im2col.
+    assert C.default_impl("cpu", 128, 9 * 128, patch_bytes=16 * 128 * 128 * 9 * 128 * 4) == "xla"
+    assert C.default_impl("cpu", 512, 9 * 512, patch_bytes=16 * 32 * 32 * 9 * 512 * 4) == "im2col"

@@ -47,10 +47,17 @@ _MIN_IM2COL_OUT = 128
 _MAX_THIN_IM2COL_PATCH = 160
 
 
+# Above this size the im2col patch matrix (kept for the backward pass, twice under a
+# gradient penalty) costs more memory than it saves time: PGGAN's 128x128x128 3x3 convs at
+# batch 16 (1.2 GB of patches each) exhausted 24 GiB (experiments/bench/RESULTS.md).
+_MAX_IM2COL_PATCH_BYTES = 512 * 2**20
+
+
 def default_impl(
     backend: str | None = None,
     out_features: int | None = None,
     patch_features: int | None = None,
+    patch_bytes: int | None = None,
 ) -> str:
     """The convolution formulation chosen for a backend and layer shape (measured:
     experiments/bench/conv.py).
@@ -60,6 +67,7 @@ def default_impl(
       out_features: matmul output columns (C_out; ``s*s*C_out`` for a sub-pixel transposed
         convolution).
       patch_features: matmul inner size ``k*k*C_in`` of the (sub-pixel) convolution.
+      patch_bytes: size of the im2col patch matrix; above 512 MiB XLA's convolution is used.
 
     Returns:
       GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"im2col"`` (XLA:CPU's own
@@ -68,6 +76,8 @@ def default_impl(
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
+        return "xla"
+    if patch_bytes is not None and patch_bytes > _MAX_IM2COL_PATCH_BYTES:
         return "xla"
     if out_features is None or out_features >= _MIN_IM2COL_OUT:
         return "im2col"
@@ -81,11 +91,15 @@ def _resolve(
     allowed: Sequence[str],
     out_features: int | None = None,
     patch_features: int | None = None,
+    patch_rows: int | None = None,
+    itemsize: int = 4,
 ) -> str:
     if impl not in allowed:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {', '.join(allowed)}")
     if impl == "auto":
-        return default_impl(out_features=out_features, patch_features=patch_features)
+        size = None if patch_rows is None else patch_rows * (patch_features or 0) * itemsize
+        return default_impl(out_features=out_features, patch_features=patch_features,
+                            patch_bytes=size)
     return impl
 
 
@@ -129,8 +143,12 @@ def conv2d(
     Returns:
       (N, H_out, W_out, C_out) with H_out = (H + top + bottom - k_h) // stride + 1.
     """
-    impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2])
     pad = _pairs(padding)
+    rows = x.shape[0] * (
+        (x.shape[1] + sum(pad[0]) - w.shape[0]) // stride + 1) * (
+        (x.shape[2] + sum(pad[1]) - w.shape[1]) // stride + 1)
+    impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2], rows,
+                    x.dtype.itemsize)
     if impl == "xla":
         return lax.conv_general_dilated(
             x, w, (stride, stride), pad, dimension_numbers=_DN
@@ -197,7 +215,9 @@ def conv_transpose2d(
         raise ValueError(f"square kernels only, got {w.shape[:2]}")
     _check_transpose_args(k, stride, padding, output_padding)
     kk = -(-k // stride)
-    impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2])
+    rows = x.shape[0] * (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
+    impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2],
+                    rows, x.dtype.itemsize)
     n, h, wd, _ = x.shape
     ho = conv_transpose_output_size(h, k, stride, padding, output_padding)
     wo = conv_transpose_output_size(wd, k, stride, padding, output_padding)
