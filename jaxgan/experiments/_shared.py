@@ -159,3 +159,23 @@ def translate_flags(direction: bool = False) -> None:
                       "translate: BatchNorm running averages and no dropout (reference --eval)")
     if direction:
         flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "translate: which generator")
+
+
+def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
+                   apply_factory: Callable, channels: int, what: str) -> int:
+    """``--mode=translate``: restore ``workdir``'s latest checkpoint, apply
+    ``apply_factory(state, flags)`` (-> ``apply(images, key)``) to every image under
+    ``--input`` and write ``--output``."""
+    from absl import flags
+
+    from jaxgan.experiments import translate
+
+    f = flags.FLAGS
+    if not f.input or not f.output:
+        raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
+    state, step = translate.restore_latest(family, config, workdir)
+    n = translate.translate_folder(apply_factory(state, f), f.input, f.output,
+                                   image_size=int(config.image_size), channels=int(channels),
+                                   seed=int(config.seed))
+    print(f"translated {n} images ({what}) with the step-{step} checkpoint into {f.output}")
+    return n

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan.experiments import _shared, cli, runner, translate
+from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import cyclegan as T
 
 
@@ -45,20 +45,13 @@ def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:
     """Apply the latest checkpoint's G_AB (or G_BA) to ``--input`` and write ``--output``."""
     from absl import flags
 
-    f = flags.FLAGS
-    if not f.input or not f.output:
-        raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
-    state, step = translate.restore_latest(family(), config, workdir)
-    channels = config.in_channels if f.direction == "AtoB" else config.out_channels
+    direction = flags.FLAGS.direction
 
-    def apply(x, key):
-        return T.translate(config, state, x, f.direction, train=not f.eval_mode)
+    def apply_factory(state, f):
+        return lambda x, key: T.translate(config, state, x, direction, train=not f.eval_mode)
 
-    n = translate.translate_folder(apply, f.input, f.output, image_size=int(config.image_size),
-                                   channels=int(channels), seed=int(config.seed))
-    print(f"translated {n} images ({f.direction}) with the step-{step} generators into "
-          f"{f.output}")
-    return n
+    channels = config.in_channels if direction == "AtoB" else config.out_channels
+    return _shared.translate_mode(family(), config, workdir, apply_factory, channels, direction)
 
 
 if __name__ == "__main__":

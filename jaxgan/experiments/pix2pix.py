@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan.experiments import _shared, cli, runner, translate
+from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import pix2pix as T
 
 
@@ -48,21 +48,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
 def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:
     """Apply the latest checkpoint's generator to ``--input`` and write ``--output``."""
-    from absl import flags
 
-    f = flags.FLAGS
-    if not f.input or not f.output:
-        raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
-    state, step = translate.restore_latest(family(), config, workdir)
-    train = not f.eval_mode
+    def apply_factory(state, f):
+        train = not f.eval_mode
+        return lambda x, key: T.translate(config, state, x, train=train,
+                                          key=key if train else None)
 
-    def apply(x, key):
-        return T.translate(config, state, x, train=train, key=key if train else None)
-
-    n = translate.translate_folder(apply, f.input, f.output, image_size=int(config.image_size),
-                                   channels=int(config.in_channels), seed=int(config.seed))
-    print(f"translated {n} images with the step-{step} generator into {f.output}")
-    return n
+    return _shared.translate_mode(family(), config, workdir, apply_factory,
+                                  config.in_channels, "A to B")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from jaxgan.train.pix2pix import (
     _discriminator_overrides,
     _generator_overrides,
     _optimizers,
+    image_to_image_config,
     learning_rate_schedule,
 )
 
@@ -70,25 +71,11 @@ def default_config() -> ml_collections.ConfigDict:
       schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs in
         steps (defaults: horse2zebra, 1,334 steps per epoch at batch 1).
     """
-    c = ml_collections.ConfigDict()
-    c.image_size = 256
-    c.in_channels = 3
-    c.out_channels = 3
-    c.batch_size = 1
-    c.seed = 0
+    c = image_to_image_config(generator="resnet_9blocks", norm="instance", use_dropout=False,
+                              constant_steps=133_400, decay_steps=133_400)
     c.pool_size = 50
-    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
-    c.model = ml_collections.ConfigDict({
-        "generator": "resnet_9blocks", "num_downs": ml_collections.FieldReference(None, field_type=int),
-        "n_blocks": ml_collections.FieldReference(None, field_type=int),
-        "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": "instance", "use_dropout": False, "impl": "auto"})
     c.loss = ml_collections.ConfigDict({
         "gan": "lsgan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "d_scale": 0.5})
-    c.optimizer = ml_collections.ConfigDict(
-        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
-    c.schedule = ml_collections.ConfigDict({"constant_steps": 133_400, "decay_steps": 133_400})
-    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
     return c
 
 

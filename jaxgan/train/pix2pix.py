@@ -38,6 +38,31 @@ __all__ = [
 ]
 
 
+def image_to_image_config(*, generator: str, norm: str, use_dropout: bool,
+                          constant_steps: int, decay_steps: int) -> ml_collections.ConfigDict:
+    """The options pix2pix and CycleGAN share in the reference ([CG] base options): 256x256
+    3 -> 3 channel images, batch 1, load 286 + random flip, the model sub-config, Adam
+    (2e-4, 0.5, 0.999, 1e-8) and the constant-then-linear-decay schedule in steps."""
+    c = ml_collections.ConfigDict()
+    c.image_size = 256
+    c.in_channels = 3
+    c.out_channels = 3
+    c.batch_size = 1
+    c.seed = 0
+    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
+    c.model = ml_collections.ConfigDict({
+        "generator": generator, "num_downs": ml_collections.FieldReference(None, field_type=int),
+        "n_blocks": ml_collections.FieldReference(None, field_type=int),
+        "discriminator": "basic", "n_layers_d": 3,
+        "ngf": 64, "ndf": 64, "norm": norm, "use_dropout": use_dropout, "impl": "auto"})
+    c.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+    c.schedule = ml_collections.ConfigDict(
+        {"constant_steps": constant_steps, "decay_steps": decay_steps})
+    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
+    return c
+
+
 def default_config() -> ml_collections.ConfigDict:
     """The reference defaults ([CG] in REFERENCE.md).
 
@@ -60,23 +85,9 @@ def default_config() -> ml_collections.ConfigDict:
       schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs,
         here in steps (defaults: 100 epochs of the 400 facades training pairs at batch 1).
     """
-    c = ml_collections.ConfigDict()
-    c.image_size = 256
-    c.in_channels = 3
-    c.out_channels = 3
-    c.batch_size = 1
-    c.seed = 0
-    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
-    c.model = ml_collections.ConfigDict({
-        "generator": "unet_256", "num_downs": ml_collections.FieldReference(None, field_type=int),
-        "n_blocks": ml_collections.FieldReference(None, field_type=int),
-        "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": "batch", "use_dropout": True, "impl": "auto"})
+    c = image_to_image_config(generator="unet_256", norm="batch", use_dropout=True,
+                              constant_steps=40_000, decay_steps=40_000)
     c.loss = ml_collections.ConfigDict({"gan": "vanilla", "l1_weight": 100.0, "d_scale": 0.5})
-    c.optimizer = ml_collections.ConfigDict(
-        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
-    c.schedule = ml_collections.ConfigDict({"constant_steps": 40_000, "decay_steps": 40_000})
-    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
     return c
 
 
