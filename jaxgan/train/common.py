@@ -25,6 +25,7 @@ __all__ = [
     "bind_config",
     "check_image_batch",
     "check_key",
+    "commit_step",
     "ema_update",
     "freeze",
     "guard_finite",
@@ -273,6 +274,20 @@ def tree_all_finite(tree: PyTree) -> jax.Array:
 def guard_finite(finite: jax.Array, new: PyTree, old: PyTree) -> PyTree:
     """``new`` where ``finite`` else ``old``, leaf by leaf (trees of the same structure)."""
     return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
+def commit_step(old: PyTree, new: PyTree, losses: dict[str, jax.Array], grads: PyTree,
+                **advance: Any) -> tuple[PyTree, dict[str, jax.Array]]:
+    """The steps' non-finite policy, in one place.
+
+    ``finite`` = every loss in ``losses`` and every gradient in ``grads`` is finite. The
+    returned state is ``new`` when finite, else ``old``; either way ``step`` advances by one
+    and the fields in ``advance`` (e.g. PGGAN's ``stage_images``) take their given values.
+    Returns ``(state, {**losses, "finite": finite})``.
+    """
+    finite = tree_all_finite((losses, grads))
+    state = guard_finite(finite, new, old).replace(step=old.step + 1, **advance)
+    return state, {**losses, "finite": finite}
 
 
 @jax.jit

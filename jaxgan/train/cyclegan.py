@@ -280,15 +280,13 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     metrics = dict(g_loss=g_loss, **g_terms, d_loss=d_loss, d_a_loss=d_a_loss,
                    d_b_loss=d_b_loss)
-    finite = common.tree_all_finite((metrics, g_grads, d_grads))
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                         pool_a=pool_a, pool_a_count=pool_a_count,
                         pool_b=pool_b, pool_b_count=pool_b_count)
+    new, metrics = common.commit_step(state, new, metrics, (g_grads, d_grads))
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)), jnp.float32)
-    metrics["finite"] = finite
-    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
     return new, metrics
 
 

@@ -185,12 +185,9 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                    "d_real": d_real, "d_fake": d_fake}
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
-    metrics["finite"] = finite
-    return new, metrics
+    return common.commit_step(state, new, metrics, (d_grads, g_grads))
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,

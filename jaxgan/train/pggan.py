@@ -315,12 +315,11 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
     g_ema = common.ema_update(state.g_ema_params, g_params, config.ema_decay)
 
     metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     new = state.replace(g_params=g_params, d_params=d_params, g_ema_params=g_ema,
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new = common.guard_finite(finite, new, state).replace(
-        step=state.step + 1, stage_images=state.stage_images + n)
-    metrics.update(alpha=a, stage=jnp.asarray(stage, jnp.int32), finite=finite)
+    new, metrics = common.commit_step(state, new, metrics, (d_grads, g_grads),
+                                      stage_images=state.stage_images + n)
+    metrics.update(alpha=a, stage=jnp.asarray(stage, jnp.int32))
     return new, metrics
 
 

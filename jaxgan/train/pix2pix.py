@@ -233,14 +233,12 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
 
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                    "g_gan": g_gan, "g_l1": g_l1}
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    new, metrics = common.commit_step(state, new, metrics, (d_grads, g_grads))
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)),
         jnp.float32)
-    metrics["finite"] = finite
-    new = common.guard_finite(finite, new, state).replace(step=state.step + 1)
     return new, metrics
 
 
