@@ -24,10 +24,16 @@ from jaxgan.nn import conv as C
 
 # name, kind, batch, H, C_in, C_out, kernel, stride, padding, output_padding
 LAYERS = [
-    ("dcgan_up_16to32", "t", 64, 16, 256, 128, 4, 2, 1, 0),
-    ("dcgan_down_32to16", "c", 64, 32, 128, 256, 4, 2, 1, 0),
-    ("dcgan_down_64to32", "c", 64, 64, 3, 64, 4, 2, 1, 0),
+    ("dcgan_up_1to4", "t", 64, 1, 100, 512, 4, 1, 0, 0),
+    ("dcgan_up_4to8", "t", 64, 4, 512, 256, 4, 2, 1, 0),
+    ("dcgan_up_8to16", "t", 64, 8, 256, 128, 4, 2, 1, 0),
+    ("dcgan_up_16to32", "t", 64, 16, 128, 64, 4, 2, 1, 0),
     ("dcgan_up_32to64", "t", 64, 32, 64, 3, 4, 2, 1, 0),
+    ("dcgan_down_64to32", "c", 64, 64, 3, 64, 4, 2, 1, 0),
+    ("dcgan_down_32to16", "c", 64, 32, 64, 128, 4, 2, 1, 0),
+    ("dcgan_down_16to8", "c", 64, 16, 128, 256, 4, 2, 1, 0),
+    ("dcgan_down_8to4", "c", 64, 8, 256, 512, 4, 2, 1, 0),
+    ("dcgan_out_4to1", "c", 64, 4, 512, 1, 4, 1, 0, 0),
     ("unet_up_128to256", "t", 1, 128, 128, 3, 4, 2, 1, 0),
     ("unet_down_256to128", "c", 1, 256, 3, 64, 4, 2, 1, 0),
     ("unet_down_128to64", "c", 1, 128, 64, 128, 4, 2, 1, 0),
@@ -45,6 +51,8 @@ LAYERS = [
     ("resnet_up_64to128", "t", 1, 64, 256, 128, 3, 2, 1, 1),
     ("resnet_up_128to256", "t", 1, 128, 128, 64, 3, 2, 1, 1),
     ("resnet_out_7x7_256", "c", 1, 262, 64, 3, 7, 1, 0, 0),
+    ("pggan_3x3_8", "c", 16, 8, 512, 512, 3, 1, 1, 0),
+    ("pggan_3x3_16", "c", 16, 16, 512, 512, 3, 1, 1, 0),
     ("pggan_3x3_32", "c", 16, 32, 512, 512, 3, 1, 1, 0),
     ("pggan_3x3_64", "c", 16, 64, 256, 256, 3, 1, 1, 0),
     ("pggan_3x3_128", "c", 16, 128, 128, 128, 3, 1, 1, 0),
@@ -54,11 +62,19 @@ LAYERS = [
 
 def auto_choice(layer) -> str:
     """The formulation ``impl="auto"`` resolves to for this layer on this backend."""
-    _, kind, _, _, ci, co, k, s, _, _ = layer
+    _, kind, n, h, ci, co, k, s, p, _ = layer
     if kind == "t":
+        t = C.default_transpose_impl(kernel=k, stride=s, out_channels=co, in_pixels=h * h)
+        if t is not None:
+            return t
         kk = -(-k // s)
-        return C.default_impl(out_features=s * s * co, patch_features=kk * kk * ci)
-    return C.default_impl(out_features=co, patch_features=k * k * ci)
+        pixels = (h + kk) * (h + kk)
+        return "sub-pixel " + C.default_impl(out_features=s * s * co, patch_features=kk * kk * ci,
+                                             rows=n * pixels, pixels=pixels)
+    ho = (h + 2 * p - k) // s + 1
+    rows = n * ho * ho
+    return C.default_impl(out_features=co, patch_features=k * k * ci, rows=rows,
+                          pixels=ho * ho)
 
 
 def _time(fn, *args, repeats):
@@ -135,8 +151,8 @@ def main():
     for layer in LAYERS:
         if wanted and layer[0] not in wanted:
             continue
-        impls = ("xla_dilated", "xla", "im2col") if layer[1] == "t" and args.dilated else (
-            "xla", "im2col")
+        impls = ("xla_dilated", "xla", "im2col", "col2im") if layer[1] == "t" and args.dilated else (
+            "xla", "im2col", "col2im")
         print(f"{layer[0]:22s} auto picks   {auto_choice(layer)}")
         ref = bench_torch(layer, args.repeats) if torch_ok else None
         if ref is not None:

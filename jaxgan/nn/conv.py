@@ -8,10 +8,16 @@ PyTorch on a 2-core CPU. The functions here compute exactly the same thing in se
   convolutions). The fast path on GPU and TPU.
 * ``"im2col"``: explicit patches (``k*k`` shifted slices concatenated on channels) and one
   matmul. Forward and backward are slices, pads and dots, which XLA:CPU runs at matmul speed.
+* ``"col2im"``: the matmul first, on the input's pixels (``C_in -> k*k*C_out``), then the
+  ``k*k`` tap outputs shifted and added (the col2im overlap-add). No patch matrix; its
+  gradients are two well-shaped matmuls. Fast where the output is thin (toRGB-like layers,
+  the PatchGAN's 1-channel head) and for transposed convolutions whose taps the sub-pixel
+  form would pad with zeros (kernel 3, stride 2).
 
 A transposed convolution is always rewritten in sub-pixel form (``s*s`` output phases computed
-by one stride-1 convolution with ``s*s*out`` channels, then interleaved), unless
-``impl="xla_dilated"`` asks for the lhs-dilated reference formulation. ``impl="auto"`` picks
+by one stride-1 convolution with ``s*s*out`` channels, then interleaved) unless
+``impl="col2im"`` (scatter by overlap-add) or ``impl="xla_dilated"`` (the lhs-dilated
+reference formulation) is asked for. ``impl="auto"`` picks
 per backend at trace time (:func:`default_impl`). All formulations are tested equal.
 
 Layouts: activations NHWC; kernels HWIO ``(k, k, in, out)``. A transposed-convolution kernel
@@ -31,25 +37,32 @@ from jax import lax
 
 Padding = int | Sequence[tuple[int, int]]
 
-IMPLS = ("auto", "xla", "im2col")
-TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "xla_dilated")
+IMPLS = ("auto", "xla", "im2col", "col2im")
+TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "col2im", "xla_dilated")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-# CPU thresholds (measured fwd+bwd, experiments/bench/conv.py and RESULTS.md): with at least
-# this many matmul output columns the im2col matmul beats XLA:CPU's convolution ...
-_MIN_IM2COL_OUT = 128
-# ... and below it, im2col still wins while the patches are narrow (k*k*C_in at most this):
-# e.g. the 3- or 6-channel first convs at 256x256 (K 48/96: 2.8x faster at batch 8), the 7x7
-# stem on RGB (K 147) and 1x1 toRGB layers; with wide patches and thin outputs (U-Net/ResNet
-# output convs, K 512..3136 to 3-12 columns, the PatchGAN's last conv) XLA's own conv wins.
-_MAX_THIN_IM2COL_PATCH = 160
-
-
-# Above this size the im2col patch matrix (kept for the backward pass, twice under a
-# gradient penalty) costs more memory than it saves time: PGGAN's 128x128x128 3x3 convs at
-# batch 16 (1.2 GB of patches each) exhausted 24 GiB (experiments/bench/RESULTS.md).
+# CPU rule, from fwd + both gradients per layer on an idle machine (experiments/bench/conv.py,
+# RESULTS.md). Outputs thinner than this many columns: col2im under 32768 rows (the
+# PatchGAN's 512 -> 1 head: 20 ms XLA, 2.4 ms col2im), XLA's conv above (the ResNet's 7x7
+# 64 -> 3 output conv at 256x256: 0.084 s XLA, 0.19 s col2im, 0.96 s im2col) ...
+_THIN_OUT = 16
+# ... patches at most this wide (RGB first convs, the 7x7 stem on RGB, 1x1 toRGB) count as
+# narrow: im2col pays from 32768 matmul rows (batch x output pixels) up (the U-Net's first
+# conv: 3.4 ms XLA vs 7.2 ms im2col at batch 1, 84 vs 57 ms at batch 8) ...
+_MAX_NARROW_PATCH = 160
+_MIN_NARROW_IM2COL_ROWS = 32768
+# ... wider patches: im2col, except XLA's own convolution for few rows (< 8192) over large
+# images (>= 256 output pixels), where the patch copies cost more than the matmul saves: the
+# batch-1 ResNet blocks at 64x64 (M = 4096) take 0.076 s with XLA's conv and 0.113 s with
+# im2col, PGGAN's 16x16 convs at batch 16 0.31 s and 0.37 s; at batch 64 over 8x8..10x10
+# (DCGAN) im2col is as fast or faster (sub-pixel 8 -> 16: 0.10 s against 0.14 s).
+_MIN_IM2COL_ROWS = 8192
+_MIN_XLA_PIXELS = 256
+# Above this size the im2col patch matrix is not kept for the backward pass but rebuilt there
+# (jax.checkpoint): PGGAN's 128x128x128 3x3 convs at batch 16 have 1.2 GB of patches each,
+# and keeping them (twice under the gradient penalty) exhausted 24 GiB.
 _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
 
 
@@ -57,33 +70,62 @@ def default_impl(
     backend: str | None = None,
     out_features: int | None = None,
     patch_features: int | None = None,
-    patch_bytes: int | None = None,
+    rows: int | None = None,
+    pixels: int | None = None,
 ) -> str:
-    """The convolution formulation chosen for a backend and layer shape (measured:
+    """The formulation ``impl="auto"`` picks for a convolution (measured per layer shape:
     experiments/bench/conv.py).
 
     Args:
       backend: "cpu", "gpu", "tpu" (default: ``jax.default_backend()``).
-      out_features: matmul output columns (C_out; ``s*s*C_out`` for a sub-pixel transposed
-        convolution).
-      patch_features: matmul inner size ``k*k*C_in`` of the (sub-pixel) convolution.
-      patch_bytes: size of the im2col patch matrix; above 512 MiB XLA's convolution is used.
+      out_features: output channels (matmul columns).
+      patch_features: matmul inner size ``k*k*C_in``.
+      rows: matmul rows, batch x output pixels.
+      pixels: output pixels per image.
 
     Returns:
-      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"im2col"`` (XLA:CPU's own
-      convolutions, and above all their gradients, are slow) unless the output is thin (< 128
-      columns) *and* the patches are wide (> 160), where XLA's convolution wins.
+      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: narrow patches (<= 160):
+      ``"im2col"`` from 32768 rows, else ``"xla"``; thin outputs (< 16 channels):
+      ``"col2im"`` under 32768 rows, else ``"xla"``; wider: ``"xla"`` under 8192 rows over
+      at least 256 output pixels per image, else ``"im2col"``.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "xla"
-    if patch_bytes is not None and patch_bytes > _MAX_IM2COL_PATCH_BYTES:
+    if rows is None:
+        return "im2col"
+    if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
+        return "xla" if rows < _MIN_NARROW_IM2COL_ROWS else "im2col"
+    if out_features is not None and out_features < _THIN_OUT:
+        return "col2im" if rows < _MIN_NARROW_IM2COL_ROWS else "xla"
+    if rows < _MIN_IM2COL_ROWS and (pixels is None or pixels >= _MIN_XLA_PIXELS):
         return "xla"
-    if out_features is None or out_features >= _MIN_IM2COL_OUT:
-        return "im2col"
-    if patch_features is not None and patch_features <= _MAX_THIN_IM2COL_PATCH:
-        return "im2col"
-    return "xla"
+    return "im2col"
+
+
+def default_transpose_impl(
+    backend: str | None = None,
+    kernel: int = 4,
+    stride: int = 2,
+    out_channels: int | None = None,
+    in_pixels: int | None = None,
+) -> str | None:
+    """The formulation ``impl="auto"`` picks for a transposed convolution, or None to leave it
+    to :func:`default_impl` for the sub-pixel form's stride-1 convolution.
+
+    CPU: ``"col2im"`` when the output is thin (< 16 channels), when the kernel is not a
+    multiple of the stride (the sub-pixel kernel would be part zeros: kernel 3 stride 2 does
+    16 taps for 9) or when the input has no more pixels than the kernel has taps (DCGAN's
+    1x1 -> 4x4 first layer). GPU/TPU: ``"xla"``.
+    """
+    backend = backend or jax.default_backend()
+    if backend != "cpu":
+        return "xla"
+    if out_channels is not None and out_channels < _THIN_OUT:
+        return "col2im"
+    if kernel % stride or (in_pixels is not None and in_pixels <= kernel * kernel):
+        return "col2im"
+    return None
 
 
 def _resolve(
@@ -91,15 +133,14 @@ def _resolve(
     allowed: Sequence[str],
     out_features: int | None = None,
     patch_features: int | None = None,
-    patch_rows: int | None = None,
-    itemsize: int = 4,
+    rows: int | None = None,
+    pixels: int | None = None,
 ) -> str:
     if impl not in allowed:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {', '.join(allowed)}")
     if impl == "auto":
-        size = None if patch_rows is None else patch_rows * (patch_features or 0) * itemsize
-        return default_impl(out_features=out_features, patch_features=patch_features,
-                            patch_bytes=size)
+        return default_impl(out_features=out_features, patch_features=patch_features, rows=rows,
+                            pixels=pixels)
     return impl
 
 
@@ -129,6 +170,29 @@ def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     return out.reshape(n, ho, wo, o)
 
 
+def _tap_outputs(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Every kernel tap applied to every input pixel: (N, H, W, C) -> (N, H, W, kh, kw, O)."""
+    kh, kw, c, o = w.shape
+    n, h, wd, _ = x.shape
+    z = jnp.dot(x.reshape(n * h * wd, c), w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
+    return z.reshape(n, h, wd, kh, kw, o)
+
+
+def _col2im_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    """VALID cross-correlation as tap outputs, shifted and summed: y[p] = sum_t z_t[p*s + t]."""
+    kh, kw = w.shape[:2]
+    ho = (x.shape[1] - kh) // stride + 1
+    wo = (x.shape[2] - kw) // stride + 1
+    z = _tap_outputs(x, w)
+    y = None
+    for ty in range(kh):
+        for tx in range(kw):
+            part = z[:, ty : ty + (ho - 1) * stride + 1 : stride,
+                     tx : tx + (wo - 1) * stride + 1 : stride, ty, tx, :]
+            y = part if y is None else y + part
+    return y
+
+
 def conv2d(
     x: jax.Array, w: jax.Array, *, stride: int = 1, padding: Padding = 0, impl: str = "auto"
 ) -> jax.Array:
@@ -139,7 +203,7 @@ def conv2d(
       w: (k_h, k_w, C_in, C_out) kernel.
       stride: the same stride on both spatial axes.
       padding: an int (all sides) or ((top, bottom), (left, right)).
-      impl: "auto", "xla" or "im2col".
+      impl: "auto", "xla", "im2col" or "col2im".
     Returns:
       (N, H_out, W_out, C_out) with H_out = (H + top + bottom - k_h) // stride + 1.
     """
@@ -148,13 +212,25 @@ def conv2d(
         (x.shape[1] + sum(pad[0]) - w.shape[0]) // stride + 1) * (
         (x.shape[2] + sum(pad[1]) - w.shape[1]) // stride + 1)
     impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2], rows,
-                    x.dtype.itemsize)
+                    rows // x.shape[0])
     if impl == "xla":
+        if jax.default_backend() == "cpu" and not any(p for pair in pad for p in pair):
+            # XLA:CPU runs convolutions without any padding on a path ~3x slower (3x3 256 ->
+            # 256 at 66x66: 0.077 s against 0.028 s): one zero row below, cropped off, takes
+            # the fast path (ResNet blocks after a reflection pad, sub-pixel convolutions).
+            ho = (x.shape[1] - w.shape[0]) // stride + 1
+            y = lax.conv_general_dilated(
+                x, w, (stride, stride), ((0, 1), (0, 0)), dimension_numbers=_DN)
+            return y[:, :ho]
         return lax.conv_general_dilated(
             x, w, (stride, stride), pad, dimension_numbers=_DN
         )
     if any(p for pair in pad for p in pair):
         x = jnp.pad(x, ((0, 0), pad[0], pad[1], (0, 0)))
+    if impl == "col2im":
+        return _col2im_conv(x, w, stride)
+    if rows * w.shape[0] * w.shape[1] * w.shape[2] * x.dtype.itemsize > _MAX_IM2COL_PATCH_BYTES:
+        return jax.checkpoint(_im2col_conv, static_argnums=(2,))(x, w, stride)
     return _im2col_conv(x, w, stride)
 
 
@@ -190,6 +266,32 @@ def _subpixel_kernel(w: jax.Array, stride: int) -> jax.Array:
     return wp.reshape(kk, kk, i, s * s * o)
 
 
+def _col2im_transpose(
+    x: jax.Array, w: jax.Array, stride: int, padding: int, ho: int, wo: int
+) -> jax.Array:
+    """The scatter definition: tap t of input pixel i lands on output i * s - padding + t.
+
+    Each tap's outputs are spread out by interior padding (s - 1 zeros between pixels), moved
+    to their offset (a negative edge pad crops) and summed; XLA fuses the sum into one pass.
+    """
+    k = w.shape[0]
+    n, h, wd, _ = x.shape
+    z = _tap_outputs(x, w)
+    span_h, span_w = (h - 1) * stride + 1, (wd - 1) * stride + 1
+    zero = jnp.zeros((), x.dtype)
+    y = None
+    for ty in range(k):
+        for tx in range(k):
+            lo_y, lo_x = ty - padding, tx - padding
+            part = lax.pad(z[:, :, :, ty, tx, :], zero, (
+                (0, 0, 0),
+                (lo_y, ho - lo_y - span_h, stride - 1),
+                (lo_x, wo - lo_x - span_w, stride - 1),
+                (0, 0, 0)))
+            y = part if y is None else y + part
+    return y
+
+
 def conv_transpose2d(
     x: jax.Array,
     w: jax.Array,
@@ -206,7 +308,8 @@ def conv_transpose2d(
       w: (k, k, C_in, C_out) scatter kernel (see the module docstring).
       stride, padding, output_padding: as PyTorch (``0 <= output_padding < stride``).
       impl: "auto", "xla", "im2col" (sub-pixel form whose stride-1 convolution uses that
-        formulation) or "xla_dilated" (the lhs-dilated reference formulation).
+        formulation), "col2im" (tap outputs overlap-added) or "xla_dilated" (the lhs-dilated
+        reference formulation).
     Returns:
       (N, H_out, W_out, C_out), H_out = (H - 1) * stride - 2 * padding + k + output_padding.
     """
@@ -215,12 +318,17 @@ def conv_transpose2d(
         raise ValueError(f"square kernels only, got {w.shape[:2]}")
     _check_transpose_args(k, stride, padding, output_padding)
     kk = -(-k // stride)
-    rows = x.shape[0] * (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
+    if impl == "auto":
+        impl = default_transpose_impl(kernel=k, stride=stride, out_channels=w.shape[-1],
+                                      in_pixels=x.shape[1] * x.shape[2]) or "auto"
+    pixels = (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
     impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2],
-                    rows, x.dtype.itemsize)
+                    x.shape[0] * pixels, pixels)
     n, h, wd, _ = x.shape
     ho = conv_transpose_output_size(h, k, stride, padding, output_padding)
     wo = conv_transpose_output_size(wd, k, stride, padding, output_padding)
+    if impl == "col2im":
+        return _col2im_transpose(x, w, stride, padding, ho, wo)
     if impl == "xla_dilated":
         lo, hi = k - 1 - padding, k - 1 - padding + output_padding
         return lax.conv_general_dilated(
