@@ -149,7 +149,7 @@ def test_huge_im2col_patches_are_rebuilt_not_kept(monkeypatch):
     want = jax.grad(loss, argnums=(0, 1))(x, w)
     assert "remat" not in str(jax.make_jaxpr(loss)(x, w))
     monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)
-    loss = lambda x, w: jnp.sum(C.conv2d(x, w, padding=1, impl="im2col") ** 2)  # noqa: E731
+    loss = lambda x, w: jnp.sum(C.conv2d(x, w, padding=1, impl="im2col") ** 2)
     assert "remat" in str(jax.make_jaxpr(loss)(x, w))
     got = jax.grad(loss, argnums=(0, 1))(x, w)
     for a, b in zip(got, want):

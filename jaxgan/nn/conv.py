@@ -275,7 +275,7 @@ def _col2im_transpose(
     to their offset (a negative edge pad crops) and summed; XLA fuses the sum into one pass.
     """
     k = w.shape[0]
-    n, h, wd, _ = x.shape
+    _, h, wd, _ = x.shape
     z = _tap_outputs(x, w)
     span_h, span_w = (h - 1) * stride + 1, (wd - 1) * stride + 1
     zero = jnp.zeros((), x.dtype)
