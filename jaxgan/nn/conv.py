@@ -17,8 +17,9 @@ PyTorch on a 2-core CPU. The functions here compute exactly the same thing in se
 A transposed convolution is always rewritten in sub-pixel form (``s*s`` output phases computed
 by one stride-1 convolution with ``s*s*out`` channels, then interleaved) unless
 ``impl="col2im"`` (scatter by overlap-add) or ``impl="xla_dilated"`` (the lhs-dilated
-reference formulation) is asked for. ``impl="auto"`` picks
-per backend at trace time (:func:`default_impl`). All formulations are tested equal.
+reference formulation) is asked for. ``impl="auto"`` picks per backend and layer shape at
+trace time (:func:`default_impl`, :func:`default_transpose_impl`). All formulations are
+tested equal.
 
 Layouts: activations NHWC; kernels HWIO ``(k, k, in, out)``. A transposed-convolution kernel
 ``w[t_y, t_x, i, o]`` has PyTorch's scatter meaning: input pixel ``i`` adds ``x[i] * w[t]`` to
