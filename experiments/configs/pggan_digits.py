@@ -3,7 +3,7 @@ fade per stage, 32 kimg in all, batch 16), fmap_max 64, latent 64, EMA 0.99.
 
     python -m jaxgan.experiments.pggan --config=experiments/configs/pggan_digits.py
 
-Cost: about ten minutes on a 2-core CPU (see README "Results").
+Cost: about seven minutes on an idle 2-core CPU (see README "Results").
 """
 
 from jaxgan.configs.pggan import get_config  # noqa: F401
