@@ -38,6 +38,16 @@ def _adam(params, lr, b1, b2):
     return torch.optim.Adam(params, lr=lr, betas=(b1, b2), eps=1e-8)
 
 
+def _reference_gd(g, d, g_params: int, d_params: int):
+    """Reference-initialise a G/D pair, check their parameter counts (REFERENCE.md) and
+    return their Adam optimizers with the DCGAN/pix2pix settings (2e-4, 0.5, 0.999)."""
+    _init_ref(g)
+    _init_ref(d)
+    assert count_params(g) == g_params, count_params(g)
+    assert count_params(d) == d_params, count_params(d)
+    return _adam(g.parameters(), 2e-4, 0.5, 0.999), _adam(d.parameters(), 2e-4, 0.5, 0.999)
+
+
 def _mse(p, t):
     return torch.mean((p - t) ** 2)
 
@@ -88,12 +98,7 @@ class DCGANStep:
 
     def __init__(self, batch: int):
         self.g, self.d = DCGANG(), DCGAND()
-        _init_ref(self.g)
-        _init_ref(self.d)
-        assert count_params(self.g) == 3_576_704, count_params(self.g)
-        assert count_params(self.d) == 2_765_568, count_params(self.d)
-        self.og = _adam(self.g.parameters(), 2e-4, 0.5, 0.999)
-        self.od = _adam(self.d.parameters(), 2e-4, 0.5, 0.999)
+        self.og, self.od = _reference_gd(self.g, self.d, 3_576_704, 2_765_568)
         self.real = torch.rand(batch, 3, 64, 64) * 2 - 1
         self.batch = batch
 
@@ -213,12 +218,7 @@ class Pix2PixStep:
 
     def __init__(self, batch: int, size: int = 256):
         self.g, self.d = unet(), nlayer_d(6)
-        _init_ref(self.g)
-        _init_ref(self.d)
-        assert count_params(self.g) == 54_413_955, count_params(self.g)
-        assert count_params(self.d) == 2_768_705, count_params(self.d)
-        self.og = _adam(self.g.parameters(), 2e-4, 0.5, 0.999)
-        self.od = _adam(self.d.parameters(), 2e-4, 0.5, 0.999)
+        self.og, self.od = _reference_gd(self.g, self.d, 54_413_955, 2_768_705)
         self.a = torch.rand(batch, 3, size, size) * 2 - 1
         self.b = torch.rand(batch, 3, size, size) * 2 - 1
 
