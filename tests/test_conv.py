@@ -136,21 +136,71 @@ def test_default_transpose_impl():
     assert C.default_transpose_impl("cpu", 4, 2, 128, in_pixels=256) is None  # sub-pixel
 
 
-def test_huge_im2col_patches_are_rebuilt_not_kept(monkeypatch):
-    # Above the cap (PGGAN 128x128x128 3x3 at batch 16: 1.2 GB of patches) the im2col conv is
-    # rematerialised: the backward pass rebuilds the patches instead of keeping them.
+def _gp_loss(conv):
+    """A WGAN-GP-shaped loss of a two-conv critic: grad of grad w.r.t. the kernels."""
+
+    def critic(ws, x):
+        h = jax.nn.leaky_relu(conv(x, ws[0], 1), 0.2)
+        return jnp.sum(conv(h, ws[1], 2) ** 2, axis=(1, 2, 3))
+
+    def loss(ws, x):
+        g = jax.grad(lambda x: jnp.sum(critic(ws, x)))(x)
+        return jnp.mean((jnp.sqrt(jnp.sum(g**2, axis=(1, 2, 3))) - 1.0) ** 2) + jnp.mean(
+            critic(ws, x))
+
+    return loss
+
+
+def _lean_case():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((2, 8, 8, 4)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    ws = [jnp.asarray(rng.standard_normal((3, 3, 4, 6)) * 0.3, jnp.float32),
+          jnp.asarray(rng.standard_normal((4, 4, 6, 5)) * 0.3, jnp.float32)]
+    return x, ws
 
-    def loss(x, w):  # a new function per trace: the cap is read at trace time
-        return jnp.sum(C.conv2d(x, w, padding=1, impl="im2col") ** 2)
 
-    want = jax.grad(loss, argnums=(0, 1))(x, w)
-    assert "remat" not in str(jax.make_jaxpr(loss)(x, w))
-    monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)
-    loss = lambda x, w: jnp.sum(C.conv2d(x, w, padding=1, impl="im2col") ** 2)
-    assert "remat" in str(jax.make_jaxpr(loss)(x, w))
-    got = jax.grad(loss, argnums=(0, 1))(x, w)
+def _conv_with(impl):
+    return lambda x, w, s: C.conv2d(x, w, stride=s, padding=1, impl=impl)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_lean_conv_is_exact_at_every_order(monkeypatch, stride):
+    # Above the patch cap the im2col conv runs as _lean_conv (a custom JVP): forward, JVP,
+    # gradients and the gradient penalty's grad of grad equal XLA's conv.
+    x, ws = _lean_case()
+    w = ws[0]
+    ref = _conv_with("xla")
+    monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)  # every conv here is above it
+    lean = _conv_with("im2col")
+    assert "custom_jvp_call" in str(jax.make_jaxpr(lambda x: lean(x, w, stride))(x))
+    np.testing.assert_allclose(lean(x, w, stride), ref(x, w, stride), rtol=1e-5, atol=1e-5)
+    tangents = (jnp.cos(x), jnp.sin(w))
+    got = jax.jvp(lambda x, w: lean(x, w, stride), (x, w), tangents)[1]
+    want = jax.jvp(lambda x, w: ref(x, w, stride), (x, w), tangents)[1]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, stride)) ** 2)
+
+    got, want = (jax.grad(loss(c), (0, 1))(x, w) for c in (lean, ref))
     for a, b in zip(got, want):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    got, want = (jax.grad(_gp_loss(c), (0, 1))(ws, x) for c in (lean, ref))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+def test_lean_conv_keeps_no_patches_under_the_gradient_penalty(monkeypatch):
+    # What reverse mode keeps for the gradient penalty's double backward (the residuals of
+    # the VJP): the plain im2col conv keeps its patch matrices (k*k*C_in columns); the lean
+    # form keeps nothing wider than the activations.
+    x, ws = _lean_case()
+
+    def widest_residual(loss):
+        _, vjp = jax.vjp(loss, ws, x)
+        return max(r.shape[-1] for r in jax.tree.leaves(vjp) if r.ndim)
+
+    plain = widest_residual(_gp_loss(_conv_with("im2col")))
+    assert plain >= 3 * 3 * 4  # the first conv's 3x3x4 patch columns
+    monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)
+    assert widest_residual(_gp_loss(_conv_with("im2col"))) <= 6  # C_out of the first conv
