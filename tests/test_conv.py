@@ -8,6 +8,7 @@ import pytest
 from jax import lax
 
 from jaxgan.nn import conv as C
+from jaxgan.nn import winograd as W
 
 
 def scatter_reference(x, w, s, p, op):
@@ -128,6 +129,31 @@ def test_default_impl_per_backend():
                           pixels=100) == "im2col"
 
 
+def test_winograd_choice_on_cpu():
+    # Layers measured in experiments/bench/conv.py. 3x3 stride 1: the batch-1 ResNet block at
+    # 64x64 and PGGAN's 16x16 and 32x32 512-channel convs at batch 16 -> F(4x4, 3x3) ...
+    assert C.default_impl("cpu", 256, 9 * 256, 4096, 4096, kernel=3) == "winograd4"
+    assert C.default_impl("cpu", 512, 9 * 512, 16 * 256, 256, kernel=3) == "winograd4"
+    # ... but not PGGAN's 8x8 ones (1024 rows: XLA's conv and im2col are faster)
+    assert C.default_impl("cpu", 512, 9 * 512, 16 * 64, 64, kernel=3) == "im2col"
+    # kernel 4 stride 2 (2x2 after space-to-depth): DCGAN D's 16 -> 8 at batch 64 -> F(2x2)
+    assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd2"
+    # never: 7x7 and 4x4 stride-1 kernels, narrow RGB patches, thin outputs, GPU/TPU
+    assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536, 65536) is None
+    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 65536, 4096) is None
+    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536, 4096) is None
+    assert C.winograd_tile("cpu", 3, 1, 3, 9 * 64, 65536, 65536) is None
+    assert C.winograd_tile("gpu", 3, 1, 256, 9 * 256, 4096, 4096) is None
+    assert C.default_impl("tpu", 256, 9 * 256, 4096, 4096, kernel=3) == "xla"
+    # transposed: the U-Net's 64 -> 128 and the ResNet's kernel-3 up convs go Winograd;
+    # DCGAN's 8 -> 16 at batch 64 (a 9x9 sub-pixel window grid) stays im2col
+    assert C.default_transpose_impl("cpu", 4, 2, 64, 4096, in_channels=256, batch=1) == "winograd4"
+    assert C.default_transpose_impl("cpu", 3, 2, 128, 4096, in_channels=256,
+                                    batch=1) == "winograd4"
+    assert C.default_transpose_impl("cpu", 4, 2, 128, 64, in_channels=256, batch=64) is None
+    assert C.default_transpose_impl("cpu", 4, 2, 3, 4096, in_channels=64, batch=8) == "col2im"
+
+
 def test_default_transpose_impl():
     assert C.default_transpose_impl("gpu", 3, 2, 3) == "xla"
     assert C.default_transpose_impl("cpu", 4, 2, 3) == "col2im"  # DCGAN / U-Net output layer
@@ -204,3 +230,105 @@ def test_lean_conv_keeps_no_patches_under_the_gradient_penalty(monkeypatch):
     assert plain >= 3 * 3 * 4  # the first conv's 3x3x4 patch columns
     monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)
     assert widest_residual(_gp_loss(_conv_with("im2col"))) <= 6  # C_out of the first conv
+
+
+# --- Winograd F(m x m, r x r) --------------------------------------------------------------
+
+def _correlate_1d(d, g):
+    m = len(d) - len(g) + 1
+    return np.array([sum(d[i + k] * g[k] for k in range(len(g))) for i in range(m)])
+
+
+@pytest.mark.parametrize("m,r", [(2, 2), (3, 2), (4, 2), (2, 3), (4, 3), (6, 3), (2, 4), (2, 7)])
+def test_winograd_matrices_compute_the_correlation(m, r):
+    at, g, bt = W.winograd_matrices(m, r)
+    n = m + r - 1
+    assert at.shape == (m, n) and g.shape == (n, r) and bt.shape == (n, n)
+    rng = np.random.default_rng(m * 10 + r)
+    for _ in range(5):
+        d, k = rng.standard_normal(n), rng.standard_normal(r)
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), _correlate_1d(d, k),
+                                   rtol=1e-11, atol=1e-11)
+
+
+def test_winograd_matrices_reject_too_many_points():
+    with pytest.raises(ValueError, match="interpolation points"):
+        W.winograd_matrices(8, 5)
+
+
+@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (3, 1, 1), (4, 1, 1), (3, 2, 1), (2, 1, 0),
+                                   (1, 1, 0)])
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+def test_winograd_conv2d_agrees_with_xla(k, s, p, impl):
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((2, 9, 11, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
+    outs = {}
+    for name in ("xla", impl):
+        f = lambda x, w, name=name: C.conv2d(x, w, stride=s, padding=p, impl=name)
+        y, vjp = jax.vjp(f, x, w)
+        outs[name] = (y, *vjp(jnp.cos(y)))
+    for a, b in zip(outs[impl], outs["xla"]):
+        assert a.shape == b.shape
+        scale = float(jnp.max(jnp.abs(b)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+def test_winograd_conv_transpose_exact(shape, impl):
+    h, k, s, p, op = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, h, h + 1, 3)).astype(np.float32)
+    w = rng.standard_normal((k, k, 3, 5)).astype(np.float32)
+    want = scatter_reference(x, w, s, p, op)
+    got = C.conv_transpose2d(jnp.asarray(x), jnp.asarray(w), stride=s, padding=p,
+                             output_padding=op, impl=impl)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 2), (3, 2), (2, 4)])
+def test_winograd_is_exact_to_every_order_in_float64(m, r):
+    # In float64 the only difference from XLA's convolution is rounding at 1e-16: forward,
+    # both gradients (custom VJP) and the gradient penalty's grad of grad (the custom VJPs'
+    # own derivatives) agree to 1e-12.
+    if hasattr(jax, "enable_x64"):
+        x64 = jax.enable_x64(True)
+    else:  # jax < 0.8
+        from jax.experimental import enable_x64
+
+        x64 = enable_x64()
+    with x64:
+        rng = np.random.default_rng(5)
+        x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)))
+        ws = [jnp.asarray(rng.standard_normal((r, r, 3, 4)) * 0.3),
+              jnp.asarray(rng.standard_normal((r, r, 4, 2)) * 0.3)]
+
+        def ref(x, w):
+            return lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        def wino(x, w):
+            return W.winograd_conv(x, w, m)
+
+        def critic(conv, ws, x):
+            return jnp.sum(jnp.tanh(conv(jnp.tanh(conv(x, ws[0])), ws[1])) ** 2)
+
+        def gp(conv):
+            def loss(ws, x):
+                g = jax.grad(lambda x: critic(conv, ws, x))(x)
+                return jnp.sum(g**2) + critic(conv, ws, x)
+            return jax.grad(loss, argnums=(0, 1))(ws, x)
+
+        np.testing.assert_allclose(wino(x, ws[0]), ref(x, ws[0]), rtol=1e-12, atol=1e-12)
+        for a, b in zip(jax.tree.leaves(gp(wino)), jax.tree.leaves(gp(ref))):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_gradient_penalty_float32():
+    x, ws = _lean_case()
+    got, want = (jax.grad(_gp_loss(c), (0, 1))(ws, x)
+                 for c in (_conv_with("winograd2"), _conv_with("xla")))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)

@@ -64,7 +64,8 @@ def auto_choice(layer) -> str:
     """The formulation ``impl="auto"`` resolves to for this layer on this backend."""
     _, kind, n, h, ci, co, k, s, p, _ = layer
     if kind == "t":
-        t = C.default_transpose_impl(kernel=k, stride=s, out_channels=co, in_pixels=h * h)
+        t = C.default_transpose_impl(kernel=k, stride=s, out_channels=co, in_pixels=h * h,
+                                     in_channels=ci, batch=n)
         if t is not None:
             return t
         kk = -(-k // s)
@@ -74,7 +75,7 @@ def auto_choice(layer) -> str:
     ho = (h + 2 * p - k) // s + 1
     rows = n * ho * ho
     return C.default_impl(out_features=co, patch_features=k * k * ci, rows=rows,
-                          pixels=ho * ho)
+                          pixels=ho * ho, kernel=k, stride=s)
 
 
 def _time(fn, *args, repeats):
@@ -151,8 +152,8 @@ def main():
     for layer in LAYERS:
         if wanted and layer[0] not in wanted:
             continue
-        impls = ("xla_dilated", "xla", "im2col", "col2im") if layer[1] == "t" and args.dilated else (
-            "xla", "im2col", "col2im")
+        impls = ("xla_dilated",) if layer[1] == "t" and args.dilated else ()
+        impls += ("xla", "im2col", "col2im", "winograd2", "winograd4")
         print(f"{layer[0]:22s} auto picks   {auto_choice(layer)}")
         ref = bench_torch(layer, args.repeats) if torch_ok else None
         if ref is not None:

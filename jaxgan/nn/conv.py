@@ -13,6 +13,11 @@ PyTorch on a 2-core CPU. The functions here compute exactly the same thing in se
   gradients are two well-shaped matmuls. Fast where the output is thin (toRGB-like layers,
   the PatchGAN's 1-channel head) and for transposed convolutions whose taps the sub-pixel
   form would pad with zeros (kernel 3, stride 2).
+* ``"winograd2"``, ``"winograd4"``: Winograd's minimal filtering F(2x2, r) / F(4x4, r)
+  (:mod:`jaxgan.nn.winograd`), with a strided convolution first rewritten as a stride-1
+  one over s x s blocks (space-to-depth: kernel 4 stride 2 becomes a 2x2 kernel). 2.25x
+  (F2) to 4x (F4) fewer multiply-adds for 3x3 kernels, 1.8x to 2.6x for 2x2; its forward,
+  gradients and the gradients' own derivatives are Winograd too.
 
 A transposed convolution is always rewritten in sub-pixel form (``s*s`` output phases computed
 by one stride-1 convolution with ``s*s*out`` channels, then interleaved) unless
@@ -38,10 +43,12 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from jaxgan.nn.winograd import winograd_conv
+
 Padding = int | Sequence[tuple[int, int]]
 
-IMPLS = ("auto", "xla", "im2col", "col2im")
-TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "col2im", "xla_dilated")
+IMPLS = ("auto", "xla", "im2col", "col2im", "winograd2", "winograd4")
+TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "col2im", "winograd2", "winograd4", "xla_dilated")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -69,6 +76,47 @@ _MIN_XLA_PIXELS = 256
 # penalty's double backward (the step's XLA temp buffer: 19.7 GiB plain, 19.4 with
 # checkpoint, 11.2 lean); below the cap the lean form is ~6% slower (pggan32_b16).
 _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
+# Winograd (see winograd_tile): from this many matmul rows, F(4x4) from this many output
+# pixels per image; transposed convs from 16x16 inputs (DCGAN's 8 -> 16 sub-pixel conv at
+# batch 64 is faster in im2col: 0.10 s against 0.11 s).
+_MIN_WINOGRAD_ROWS = 4096
+_MIN_WINOGRAD4_PIXELS = 256
+_MIN_WINOGRAD_T_IN_PIXELS = 256
+
+
+def winograd_tile(
+    backend: str | None = None,
+    kernel: int | None = None,
+    stride: int = 1,
+    out_features: int | None = None,
+    patch_features: int | None = None,
+    rows: int | None = None,
+    pixels: int | None = None,
+) -> int | None:
+    """The Winograd output tile ``impl="auto"`` uses for a convolution, or None for none.
+
+    CPU only (GPU/TPU keep their own convolutions): kernels that are 2 or 3 wide after the
+    space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 stride 1, 4x4 and 3x3 stride 2,
+    the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16 channels
+    wide, patches wider than 160 and at least 4096 matmul rows (batch x output pixels):
+    F(4x4) from 16x16 output pixels per image, F(2x2) below. Measured per layer
+    (experiments/bench/conv.py, RESULTS.md): the batch-1 ResNet block 0.078 s (XLA) ->
+    0.042 s (F4), PGGAN's 32x32 512-channel conv at batch 16 1.47 s (im2col) -> 0.68 s (F4),
+    DCGAN's 16 -> 8 conv at batch 64 0.099 s (im2col) -> 0.065 s (F2); torch 0.071, 1.13 and
+    0.073 s.
+    """
+    backend = backend or jax.default_backend()
+    if backend != "cpu" or kernel is None or rows is None:
+        return None
+    if -(-kernel // stride) not in (2, 3):
+        return None
+    if out_features is not None and out_features < _THIN_OUT:
+        return None
+    if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
+        return None
+    if rows < _MIN_WINOGRAD_ROWS:
+        return None
+    return 4 if pixels is not None and pixels >= _MIN_WINOGRAD4_PIXELS else 2
 
 
 def default_impl(
@@ -77,6 +125,8 @@ def default_impl(
     patch_features: int | None = None,
     rows: int | None = None,
     pixels: int | None = None,
+    kernel: int | None = None,
+    stride: int = 1,
 ) -> str:
     """The formulation ``impl="auto"`` picks for a convolution (measured per layer shape:
     experiments/bench/conv.py).
@@ -87,9 +137,11 @@ def default_impl(
       patch_features: matmul inner size ``k*k*C_in``.
       rows: matmul rows, batch x output pixels.
       pixels: output pixels per image.
+      kernel, stride: the kernel size and stride (for the Winograd choice).
 
     Returns:
-      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: narrow patches (<= 160):
+      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"winograd4"`` or
+      ``"winograd2"`` where :func:`winograd_tile` says so; else narrow patches (<= 160):
       ``"im2col"`` from 32768 rows, else ``"xla"``; thin outputs (< 16 channels):
       ``"col2im"`` under 32768 rows, else ``"xla"``; wider: ``"xla"`` under 8192 rows over
       at least 256 output pixels per image, else ``"im2col"``.
@@ -99,6 +151,9 @@ def default_impl(
         return "xla"
     if rows is None:
         return "im2col"
+    tile = winograd_tile(backend, kernel, stride, out_features, patch_features, rows, pixels)
+    if tile is not None:
+        return f"winograd{tile}"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
         return "xla" if rows < _MIN_NARROW_IM2COL_ROWS else "im2col"
     if out_features is not None and out_features < _THIN_OUT:
@@ -114,20 +169,32 @@ def default_transpose_impl(
     stride: int = 2,
     out_channels: int | None = None,
     in_pixels: int | None = None,
+    in_channels: int | None = None,
+    batch: int | None = None,
 ) -> str | None:
     """The formulation ``impl="auto"`` picks for a transposed convolution, or None to leave it
     to :func:`default_impl` for the sub-pixel form's stride-1 convolution.
 
-    CPU: ``"col2im"`` when the output is thin (< 16 channels), when the kernel is not a
-    multiple of the stride (the sub-pixel kernel would be part zeros: kernel 3 stride 2 does
-    16 taps for 9) or when the input has no more pixels than the kernel has taps (DCGAN's
-    1x1 -> 4x4 first layer). GPU/TPU: ``"xla"``.
+    CPU: ``"col2im"`` when the output is thin (< 16 channels); Winograd for the sub-pixel
+    form's convolution (kernel ``ceil(k / s)``) from 16x16 inputs when :func:`winograd_tile`
+    says so; else ``"col2im"`` when the kernel is not a multiple of the stride (the
+    sub-pixel kernel would be part zeros: kernel 3 stride 2 does 16 taps for 9) or when the
+    input has no more pixels than the kernel has taps (DCGAN's 1x1 -> 4x4 first layer).
+    GPU/TPU: ``"xla"``.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "xla"
     if out_channels is not None and out_channels < _THIN_OUT:
         return "col2im"
+    kk = -(-kernel // stride)
+    if (in_pixels is not None and in_pixels >= _MIN_WINOGRAD_T_IN_PIXELS
+            and in_channels is not None and batch is not None):
+        side = int(round(in_pixels ** 0.5)) + kk  # sub-pixel windows per side (square inputs)
+        tile = winograd_tile(backend, kk, 1, stride * stride * (out_channels or _THIN_OUT),
+                             kk * kk * in_channels, batch * side * side, side * side)
+        if tile is not None:
+            return f"winograd{tile}"
     if kernel % stride or (in_pixels is not None and in_pixels <= kernel * kernel):
         return "col2im"
     return None
@@ -140,12 +207,14 @@ def _resolve(
     patch_features: int | None = None,
     rows: int | None = None,
     pixels: int | None = None,
+    kernel: int | None = None,
+    stride: int = 1,
 ) -> str:
     if impl not in allowed:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {', '.join(allowed)}")
     if impl == "auto":
         return default_impl(out_features=out_features, patch_features=patch_features, rows=rows,
-                            pixels=pixels)
+                            pixels=pixels, kernel=kernel, stride=stride)
     return impl
 
 
@@ -243,7 +312,7 @@ def conv2d(
         (x.shape[1] + sum(pad[0]) - w.shape[0]) // stride + 1) * (
         (x.shape[2] + sum(pad[1]) - w.shape[1]) // stride + 1)
     impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2], rows,
-                    rows // x.shape[0])
+                    rows // x.shape[0], kernel=max(w.shape[:2]), stride=stride)
     if impl == "xla":
         if jax.default_backend() == "cpu" and not any(p for pair in pad for p in pair):
             # XLA:CPU runs convolutions without any padding on a path ~3x slower (3x3 256 ->
@@ -258,11 +327,36 @@ def conv2d(
         )
     if any(p for pair in pad for p in pair):
         x = jnp.pad(x, ((0, 0), pad[0], pad[1], (0, 0)))
+    if impl.startswith("winograd"):
+        return _winograd_strided(x, w, stride, int(impl[len("winograd"):]))
     if impl == "col2im":
         return _col2im_conv(x, w, stride)
     if rows * w.shape[0] * w.shape[1] * w.shape[2] * x.dtype.itemsize > _MAX_IM2COL_PATCH_BYTES:
         return _lean_conv(x, w, stride)
     return _im2col_conv(x, w, stride)
+
+
+def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int) -> jax.Array:
+    """VALID cross-correlation by Winograd F(tile, r); a strided one in space-to-depth form.
+
+    With stride s, output pixel o reads input rows s*o + t, t = s*J + d: block o + J, phase d.
+    So the input is cut into s x s blocks (channels become (d_y, d_x, C)), the kernel, padded
+    with zeros to a multiple of s, into (ceil(k/s), ceil(k/s), s*s*C, O), and the convolution
+    is stride 1 over blocks: kernel 4 stride 2 becomes a 2x2 convolution, exactly.
+    """
+    if stride == 1:
+        return winograd_conv(x, w, tile)
+    k, _, c, o = w.shape
+    n, h, wd, _ = x.shape
+    s, kb = stride, -(-k // stride)
+    ho, wo = (h - k) // s + 1, (wd - k) // s + 1
+    hb, wb = ho + kb - 1, wo + kb - 1  # blocks read
+    xb = lax.pad(x, jnp.zeros((), x.dtype),
+                 ((0, 0, 0), (0, s * hb - h, 0), (0, s * wb - wd, 0), (0, 0, 0)))
+    xb = xb.reshape(n, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hb, wb, s * s * c)
+    wb_ = jnp.pad(w, ((0, kb * s - k), (0, kb * s - k), (0, 0), (0, 0)))
+    wb_ = wb_.reshape(kb, s, kb, s, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(kb, kb, s * s * c, o)
+    return winograd_conv(xb, wb_, tile)
 
 
 def conv_transpose_output_size(
@@ -351,7 +445,8 @@ def conv_transpose2d(
     kk = -(-k // stride)
     if impl == "auto":
         impl = default_transpose_impl(kernel=k, stride=stride, out_channels=w.shape[-1],
-                                      in_pixels=x.shape[1] * x.shape[2]) or "auto"
+                                      in_pixels=x.shape[1] * x.shape[2],
+                                      in_channels=w.shape[2], batch=x.shape[0]) or "auto"
     pixels = (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
     impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2],
                     x.shape[0] * pixels, pixels)
@@ -387,7 +482,8 @@ def conv_transpose2d(
         jnp.zeros((), x.dtype),
         ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)),
     )
-    z = conv2d(xp, wsub, stride=1, padding=0, impl="xla" if impl == "xla" else "im2col")
+    z = conv2d(xp, wsub, stride=1, padding=0,
+               impl=impl if impl in ("xla", "winograd2", "winograd4") else "im2col")
     na, nb = z.shape[1], z.shape[2]
     z = z.reshape(n, na, nb, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, na * s, nb * s, -1)
     oy = padding - a_lo_y * s
