@@ -288,7 +288,7 @@ def test_winograd_conv_transpose_exact(shape, impl):
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 2), (3, 2), (2, 4)])
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (4, 2)])
 def test_winograd_is_exact_to_every_order_in_float64(m, r):
     # In float64 the only difference from XLA's convolution is rounding at 1e-16: forward,
     # both gradients (custom VJP) and the gradient penalty's grad of grad (the custom VJPs'
@@ -319,16 +319,19 @@ def test_winograd_is_exact_to_every_order_in_float64(m, r):
             def loss(ws, x):
                 g = jax.grad(lambda x: critic(conv, ws, x))(x)
                 return jnp.sum(g**2) + critic(conv, ws, x)
-            return jax.grad(loss, argnums=(0, 1))(ws, x)
+            return jax.jit(jax.grad(loss, argnums=(0, 1)))(ws, x)
 
         np.testing.assert_allclose(wino(x, ws[0]), ref(x, ws[0]), rtol=1e-12, atol=1e-12)
         for a, b in zip(jax.tree.leaves(gp(wino)), jax.tree.leaves(gp(ref))):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_winograd_gradient_penalty_float32():
+@pytest.mark.parametrize("impl,rtol", [("winograd2", 2e-4), ("winograd4", 1e-3)])
+def test_winograd_gradient_penalty_float32(impl, rtol):
+    # F(4x4) rounds more than F(2x2) (larger transform coefficients): through the penalty's
+    # double backward its worst element differs from XLA's by 3.6e-4 relative here.
     x, ws = _lean_case()
-    got, want = (jax.grad(_gp_loss(c), (0, 1))(ws, x)
-                 for c in (_conv_with("winograd2"), _conv_with("xla")))
+    got, want = (jax.jit(jax.grad(_gp_loss(c), (0, 1)))(ws, x)
+                 for c in (_conv_with(impl), _conv_with("xla")))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)

@@ -136,6 +136,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", default="", help="comma-separated subset of layer names")
+    ap.add_argument("--impls", default="xla,im2col,col2im,winograd2,winograd4",
+                    help="comma-separated formulations to time")
     ap.add_argument("--dilated", action="store_true",
                     help="also time the lhs-dilated transposed conv (pathological: up to ~1 min)")
     args = ap.parse_args()
@@ -153,7 +155,7 @@ def main():
         if wanted and layer[0] not in wanted:
             continue
         impls = ("xla_dilated",) if layer[1] == "t" and args.dilated else ()
-        impls += ("xla", "im2col", "col2im", "winograd2", "winograd4")
+        impls += tuple(filter(None, args.impls.split(",")))
         print(f"{layer[0]:22s} auto picks   {auto_choice(layer)}")
         ref = bench_torch(layer, args.repeats) if torch_ok else None
         if ref is not None:
