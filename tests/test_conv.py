@@ -136,11 +136,15 @@ def test_winograd_choice_on_cpu():
     assert C.default_impl("cpu", 512, 9 * 512, 16 * 256, 256, kernel=3) == "winograd4"
     # ... but not PGGAN's 8x8 ones (1024 rows: XLA's conv and im2col are faster)
     assert C.default_impl("cpu", 512, 9 * 512, 16 * 64, 64, kernel=3) == "im2col"
-    # kernel 4 stride 2 (2x2 after space-to-depth): DCGAN D's 16 -> 8 at batch 64 -> F(2x2)
-    assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd2"
-    # never: 7x7 and 4x4 stride-1 kernels, narrow RGB patches, thin outputs, GPU/TPU
+    # kernel 4 stride 2 (2x2 after space-to-depth): DCGAN D's 16 -> 8 at batch 64 -> F(4x4);
+    # the U-Net's 32 -> 16 at batch 8 (2048 rows: F4's matmuls would have 128) -> F(2x2)
+    assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd4"
+    assert C.default_impl("cpu", 512, 16 * 256, 8 * 256, 256, kernel=4, stride=2) == "winograd2"
+    # the PatchGAN's 4x4 stride-1 conv: F(4x4) at batch 8 (7688 rows), not at batch 1 (961)
+    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 8 * 961, 961) == 4
+    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 961, 961) is None
+    # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU
     assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536, 65536) is None
-    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 65536, 4096) is None
     assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536, 4096) is None
     assert C.winograd_tile("cpu", 3, 1, 3, 9 * 64, 65536, 65536) is None
     assert C.winograd_tile("gpu", 3, 1, 256, 9 * 256, 4096, 4096) is None

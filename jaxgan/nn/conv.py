@@ -76,11 +76,12 @@ _MIN_XLA_PIXELS = 256
 # penalty's double backward (the step's XLA temp buffer: 19.7 GiB plain, 19.4 with
 # checkpoint, 11.2 lean); below the cap the lean form is ~6% slower (pggan32_b16).
 _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
-# Winograd (see winograd_tile): from this many matmul rows, F(4x4) from this many output
-# pixels per image; transposed convs from 16x16 inputs (DCGAN's 8 -> 16 sub-pixel conv at
-# batch 64 is faster in im2col: 0.10 s against 0.11 s).
-_MIN_WINOGRAD_ROWS = 4096
-_MIN_WINOGRAD4_PIXELS = 256
+# Winograd (see winograd_tile): F(2x2) from this many matmul rows, F(4x4) (whose matmuls
+# have rows / 16 rows: it loses below ~256) from this many; transposed convs from 16x16
+# inputs (DCGAN's 8 -> 16 sub-pixel conv at batch 64 is faster in im2col: 0.11 s against
+# 0.12 s for F2).
+_MIN_WINOGRAD_ROWS = 2048
+_MIN_WINOGRAD4_ROWS = 4096
 _MIN_WINOGRAD_T_IN_PIXELS = 256
 
 
@@ -95,28 +96,30 @@ def winograd_tile(
 ) -> int | None:
     """The Winograd output tile ``impl="auto"`` uses for a convolution, or None for none.
 
-    CPU only (GPU/TPU keep their own convolutions): kernels that are 2 or 3 wide after the
-    space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 stride 1, 4x4 and 3x3 stride 2,
-    the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16 channels
-    wide, patches wider than 160 and at least 4096 matmul rows (batch x output pixels):
-    F(4x4) from 16x16 output pixels per image, F(2x2) below. Measured per layer
-    (experiments/bench/conv.py, RESULTS.md): the batch-1 ResNet block 0.078 s (XLA) ->
-    0.042 s (F4), PGGAN's 32x32 512-channel conv at batch 16 1.47 s (im2col) -> 0.68 s (F4),
-    DCGAN's 16 -> 8 conv at batch 64 0.099 s (im2col) -> 0.065 s (F2); torch 0.071, 1.13 and
-    0.073 s.
+    CPU only (GPU/TPU keep their own convolutions): kernels 2 to 4 wide after the
+    space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
+    stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
+    channels wide and patches wider than 160; F(4x4) from 4096 matmul rows (batch x output
+    pixels), F(2x2) from 2048 (not for 4-wide kernels). Measured per layer
+    (experiments/bench/conv.py, RESULTS.md), fwd + both gradients: PGGAN's 32x32 512-channel
+    conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's 4x4 stride-1 conv at
+    batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at batch 8 (2048 rows)
+    0.185 s (XLA) -> 0.136 s (F2); torch 1.21, 0.48 and 0.126 s.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu" or kernel is None or rows is None:
         return None
-    if -(-kernel // stride) not in (2, 3):
+    if -(-kernel // stride) not in (2, 3, 4):
         return None
     if out_features is not None and out_features < _THIN_OUT:
         return None
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
         return None
-    if rows < _MIN_WINOGRAD_ROWS:
-        return None
-    return 4 if pixels is not None and pixels >= _MIN_WINOGRAD4_PIXELS else 2
+    if rows >= _MIN_WINOGRAD4_ROWS:
+        return 4
+    if rows >= _MIN_WINOGRAD_ROWS and -(-kernel // stride) < 4:
+        return 2
+    return None
 
 
 def default_impl(
