@@ -143,6 +143,8 @@ def test_winograd_choice_on_cpu():
     # the PatchGAN's 4x4 stride-1 conv: F(4x4) at batch 8 (7688 rows), not at batch 1 (961)
     assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 8 * 961, 961) == 4
     assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 961, 961) is None
+    # not with few weights: the DCGAN CPU default's 32 -> 64 stride-2 conv (512 x 64)
+    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 32, 64 * 64, 64) is None
     # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU
     assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536, 65536) is None
     assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536, 4096) is None

@@ -217,3 +217,19 @@ def test_generate_uses_the_ema_and_the_current_alpha():
     # the state's alpha (0.75 after one step from 0.5) is the default
     np.testing.assert_array_equal(ema, pggan.generate(CONFIG, state, z, alpha_value=0.75))
     assert not np.allclose(ema, pggan.generate(CONFIG, state, z, alpha_value=1.0))
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+def test_winograd_step_matches_the_xla_step(impl):
+    # The whole step with every convolution in Winograd form (forward, gradients and the
+    # gradient penalty's double backward through the custom VJPs) against XLA's convolutions:
+    # the same computation up to float32 rounding, which the penalty's second derivative and
+    # Adam's first update (beta1 = 0) amplify; see jaxgan.train.testing for the bound.
+    cfg = small_config()
+    cfg.model.impl = impl
+    step = pggan.make_train_step(cfg, donate=False, compiler_options=FAST_COMPILE)
+    batch, key = toy_reals(1), jax.random.key(2)
+    want = STEP(mid_fade_state(), batch, key)
+    got = step(mid_fade_state(), batch, key)
+    assert_step_outputs_close(got, want, learning_rate=cfg.optimizer.learning_rate,
+                              rtol=1e-3, atol=1e-4)

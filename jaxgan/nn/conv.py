@@ -83,6 +83,11 @@ _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
 _MIN_WINOGRAD_ROWS = 2048
 _MIN_WINOGRAD4_ROWS = 4096
 _MIN_WINOGRAD_T_IN_PIXELS = 256
+# ... and only for layers whose kernel has at least this many weights (patch width x output
+# channels): with few channels the tile transforms cost what the saved products do (3x3,
+# 64 -> 64 at 32x32, batch 16: 0.045 s XLA, 0.051 s F4; the DCGAN CPU default's 32 -> 64
+# stride-2 conv, 32768 weights, made that 1,500-step run 2 min 17 s -> 2 min 48 s).
+_MIN_WINOGRAD_WEIGHTS = 65536
 
 
 def winograd_tile(
@@ -99,7 +104,8 @@ def winograd_tile(
     CPU only (GPU/TPU keep their own convolutions): kernels 2 to 4 wide after the
     space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
     stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
-    channels wide and patches wider than 160; F(4x4) from 4096 matmul rows (batch x output
+    channels wide, patches wider than 160 and at least 65536 kernel weights (patch width x
+    output channels); F(4x4) from 4096 matmul rows (batch x output
     pixels), F(2x2) from 2048 (not for 4-wide kernels). Measured per layer
     (experiments/bench/conv.py, RESULTS.md), fwd + both gradients: PGGAN's 32x32 512-channel
     conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's 4x4 stride-1 conv at
@@ -114,6 +120,9 @@ def winograd_tile(
     if out_features is not None and out_features < _THIN_OUT:
         return None
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
+        return None
+    if (patch_features is not None and out_features is not None
+            and patch_features * out_features < _MIN_WINOGRAD_WEIGHTS):
         return None
     if rows >= _MIN_WINOGRAD4_ROWS:
         return 4
