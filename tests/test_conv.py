@@ -141,15 +141,15 @@ def test_winograd_choice_on_cpu():
     assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd4"
     assert C.default_impl("cpu", 512, 16 * 256, 8 * 256, 256, kernel=4, stride=2) == "winograd2"
     # the PatchGAN's 4x4 stride-1 conv: F(4x4) at batch 8 (7688 rows), not at batch 1 (961)
-    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 8 * 961, 961) == 4
-    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 961, 961) is None
+    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 8 * 961) == 4
+    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 961) is None
     # not with few weights: the DCGAN CPU default's 32 -> 64 stride-2 conv (512 x 64)
-    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 32, 64 * 64, 64) is None
+    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 32, 64 * 64) is None
     # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU
-    assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536, 65536) is None
-    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536, 4096) is None
-    assert C.winograd_tile("cpu", 3, 1, 3, 9 * 64, 65536, 65536) is None
-    assert C.winograd_tile("gpu", 3, 1, 256, 9 * 256, 4096, 4096) is None
+    assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536) is None
+    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536) is None
+    assert C.winograd_tile("cpu", 3, 1, 3, 9 * 64, 65536) is None
+    assert C.winograd_tile("gpu", 3, 1, 256, 9 * 256, 4096) is None
     assert C.default_impl("tpu", 256, 9 * 256, 4096, 4096, kernel=3) == "xla"
     # transposed: the U-Net's 64 -> 128 and the ResNet's kernel-3 up convs go Winograd;
     # DCGAN's 8 -> 16 at batch 64 (a 9x9 sub-pixel window grid) stays im2col

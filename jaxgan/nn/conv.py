@@ -97,7 +97,6 @@ def winograd_tile(
     out_features: int | None = None,
     patch_features: int | None = None,
     rows: int | None = None,
-    pixels: int | None = None,
 ) -> int | None:
     """The Winograd output tile ``impl="auto"`` uses for a convolution, or None for none.
 
@@ -115,7 +114,8 @@ def winograd_tile(
     backend = backend or jax.default_backend()
     if backend != "cpu" or kernel is None or rows is None:
         return None
-    if -(-kernel // stride) not in (2, 3, 4):
+    blocks = -(-kernel // stride)  # kernel width after space-to-depth
+    if blocks not in (2, 3, 4):
         return None
     if out_features is not None and out_features < _THIN_OUT:
         return None
@@ -126,7 +126,7 @@ def winograd_tile(
         return None
     if rows >= _MIN_WINOGRAD4_ROWS:
         return 4
-    if rows >= _MIN_WINOGRAD_ROWS and -(-kernel // stride) < 4:
+    if rows >= _MIN_WINOGRAD_ROWS and blocks < 4:
         return 2
     return None
 
@@ -163,7 +163,7 @@ def default_impl(
         return "xla"
     if rows is None:
         return "im2col"
-    tile = winograd_tile(backend, kernel, stride, out_features, patch_features, rows, pixels)
+    tile = winograd_tile(backend, kernel, stride, out_features, patch_features, rows)
     if tile is not None:
         return f"winograd{tile}"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
@@ -202,9 +202,9 @@ def default_transpose_impl(
     kk = -(-kernel // stride)
     if (in_pixels is not None and in_pixels >= _MIN_WINOGRAD_T_IN_PIXELS
             and in_channels is not None and batch is not None):
-        side = int(round(in_pixels ** 0.5)) + kk  # sub-pixel windows per side (square inputs)
+        side = round(in_pixels ** 0.5) + kk  # sub-pixel windows per side (square inputs)
         tile = winograd_tile(backend, kk, 1, stride * stride * (out_channels or _THIN_OUT),
-                             kk * kk * in_channels, batch * side * side, side * side)
+                             kk * kk * in_channels, batch * side * side)
         if tile is not None:
             return f"winograd{tile}"
     if kernel % stride or (in_pixels is not None and in_pixels <= kernel * kernel):

@@ -58,7 +58,7 @@ def _inverse(rows: list[list[Fraction]]) -> list[list[Fraction]]:
     return [r[n:] for r in a]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(A^T, G, B^T)`` of F(m, r) as float64 arrays of shapes (m, n), (n, r), (n, n).
 
@@ -188,8 +188,12 @@ def _flip(w: jax.Array) -> jax.Array:
     return w[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def _full(dy: jax.Array, r: int) -> jax.Array:
-    return jnp.pad(dy, ((0, 0), (r - 1, r - 1), (r - 1, r - 1), (0, 0)))
+def _transposed_conv(dy: jax.Array, w: jax.Array, m: int) -> jax.Array:
+    """The adjoint of ``winograd_conv(., w)`` applied to ``dy``: the full correlation of
+    ``dy`` with the flipped, in/out-swapped kernel (itself a Winograd conv)."""
+    r = w.shape[0]
+    full = jnp.pad(dy, ((0, 0), (r - 1, r - 1), (r - 1, r - 1), (0, 0)))
+    return winograd_conv(full, _flip(w), m)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -213,7 +217,7 @@ def _conv_fwd(x, w, m):
 
 def _conv_bwd(m, res, dy):
     x, w = res
-    return winograd_conv(_full(dy, w.shape[0]), _flip(w), m), winograd_kernel_grad(x, dy, m)
+    return _transposed_conv(dy, w, m), winograd_kernel_grad(x, dy, m)
 
 
 winograd_conv.defvjp(_conv_fwd, _conv_bwd)
@@ -234,7 +238,7 @@ def _kgrad_bwd(m, res, dw):
     x, dy = res
     # linear in x: d/dx <dw, kgrad(x, dy)> = the transposed correlation of dy with dw;
     # linear in dy: the correlation of x with dw.
-    return winograd_conv(_full(dy, dw.shape[0]), _flip(dw), m), winograd_conv(x, dw, m)
+    return _transposed_conv(dy, dw, m), winograd_conv(x, dw, m)
 
 
 winograd_kernel_grad.defvjp(_kgrad_fwd, _kgrad_bwd)
