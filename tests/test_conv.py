@@ -131,33 +131,54 @@ def test_default_impl_per_backend():
 
 def test_winograd_choice_on_cpu():
     # Layers measured in experiments/bench/conv.py. 3x3 stride 1: the batch-1 ResNet block at
-    # 64x64 and PGGAN's 16x16 and 32x32 512-channel convs at batch 16 -> F(4x4, 3x3) ...
-    assert C.default_impl("cpu", 256, 9 * 256, 4096, 4096, kernel=3) == "winograd4"
-    assert C.default_impl("cpu", 512, 9 * 512, 16 * 256, 256, kernel=3) == "winograd4"
+    # 64x64 and PGGAN's 16x16 and 32x32 512-channel convs at batch 16 go Winograd ...
+    assert C.default_impl("cpu", 256, 9 * 256, 4096, 4096, kernel=3) == "winograd"
+    assert C.default_impl("cpu", 512, 9 * 512, 16 * 256, 256, kernel=3) == "winograd"
     # ... but not PGGAN's 8x8 ones (1024 rows: XLA's conv and im2col are faster)
     assert C.default_impl("cpu", 512, 9 * 512, 16 * 64, 64, kernel=3) == "im2col"
-    # kernel 4 stride 2 (2x2 after space-to-depth): DCGAN D's 16 -> 8 at batch 64 -> F(4x4);
-    # the U-Net's 32 -> 16 at batch 8 (2048 rows: F4's matmuls would have 128) -> F(2x2)
-    assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd4"
-    assert C.default_impl("cpu", 512, 16 * 256, 8 * 256, 256, kernel=4, stride=2) == "winograd2"
-    # the PatchGAN's 4x4 stride-1 conv: F(4x4) at batch 8 (7688 rows), not at batch 1 (961)
-    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 8 * 961) == 4
-    assert C.winograd_tile("cpu", 4, 1, 512, 16 * 256, 961) is None
+    # kernel 4 stride 2 (2x2 after space-to-depth): DCGAN D's 16 -> 8 at batch 64, the
+    # U-Net's 32 -> 16 at batch 8 (2048 rows)
+    assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd"
+    assert C.default_impl("cpu", 512, 16 * 256, 8 * 256, 256, kernel=4, stride=2) == "winograd"
+    assert not C.use_winograd("cpu", 4, 2, 512, 16 * 256, 2047)
+    # the PatchGAN's 4x4 stride-1 conv: at batch 8 (7688 rows), not at batch 1 (961) nor
+    # below 4096 rows (4-wide kernels)
+    assert C.use_winograd("cpu", 4, 1, 512, 16 * 256, 8 * 961)
+    assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 961)
+    assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 4095)
     # not with few weights: the DCGAN CPU default's 32 -> 64 stride-2 conv (512 x 64)
-    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 32, 64 * 64) is None
+    assert not C.use_winograd("cpu", 4, 2, 64, 16 * 32, 64 * 64)
     # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU
-    assert C.winograd_tile("cpu", 7, 1, 64, 49 * 64, 65536) is None
-    assert C.winograd_tile("cpu", 4, 2, 64, 16 * 3, 65536) is None
-    assert C.winograd_tile("cpu", 3, 1, 3, 9 * 64, 65536) is None
-    assert C.winograd_tile("gpu", 3, 1, 256, 9 * 256, 4096) is None
+    assert not C.use_winograd("cpu", 7, 1, 64, 49 * 64, 65536)
+    assert not C.use_winograd("cpu", 4, 2, 64, 16 * 3, 65536)
+    assert not C.use_winograd("cpu", 3, 1, 3, 9 * 64, 65536)
+    assert not C.use_winograd("gpu", 3, 1, 256, 9 * 256, 4096)
     assert C.default_impl("tpu", 256, 9 * 256, 4096, 4096, kernel=3) == "xla"
-    # transposed: the U-Net's 64 -> 128 and the ResNet's kernel-3 up convs go Winograd;
-    # DCGAN's 8 -> 16 at batch 64 (a 9x9 sub-pixel window grid) stays im2col
-    assert C.default_transpose_impl("cpu", 4, 2, 64, 4096, in_channels=256, batch=1) == "winograd4"
+    # transposed: the U-Net's 64 -> 128, the ResNet's kernel-3 up convs and DCGAN's 8 -> 16
+    # at batch 64 (a 9x9 sub-pixel window grid) go Winograd; DCGAN's 4 -> 8 does not
+    assert C.default_transpose_impl("cpu", 4, 2, 64, 4096, in_channels=256, batch=1) == "winograd"
     assert C.default_transpose_impl("cpu", 3, 2, 128, 4096, in_channels=256,
-                                    batch=1) == "winograd4"
-    assert C.default_transpose_impl("cpu", 4, 2, 128, 64, in_channels=256, batch=64) is None
+                                    batch=1) == "winograd"
+    assert C.default_transpose_impl("cpu", 4, 2, 128, 64, in_channels=256,
+                                    batch=64) == "winograd"
+    assert C.default_transpose_impl("cpu", 4, 2, 256, 16, in_channels=512, batch=64) == "col2im"
     assert C.default_transpose_impl("cpu", 4, 2, 3, 4096, in_channels=64, batch=8) == "col2im"
+
+
+@pytest.mark.parametrize("size,r,batch,tile", [
+    (16, 2, 64, 4),   # even: F(4x4) tiles it exactly (16 tiles of 25 products)
+    (17, 2, 64, 3),   # a strided conv's input gradient: F(3x3), 36 tiles of 16 (F4: 25 of 25)
+    (9, 2, 64, 3),    # DCGAN's 8 -> 16 sub-pixel conv: 9 tiles of 16 (F4: 9 of 25)
+    (10, 2, 64, 5),   # its input gradient: F(5x5, 2x2), 4 tiles of 36 (F2: 25 of 9)
+    (8, 2, 64, 4),
+    (32, 3, 16, 4),   # PGGAN's 3x3 convs
+    (64, 3, 1, 4),    # the ResNet blocks
+    (31, 4, 8, 4),    # the PatchGAN's 4x4 stride-1 conv
+    (17, 2, 1, 2),    # batch 1: F(3x3)'s matmuls would have 36 rows
+    (9, 3, 64, 3),    # F(5x5) only for 2-wide kernels
+])
+def test_choose_tile(size, r, batch, tile):
+    assert W.choose_tile(batch, size, size, r) == tile
 
 
 def test_default_transpose_impl():
@@ -262,9 +283,13 @@ def test_winograd_matrices_reject_too_many_points():
         W.winograd_matrices(8, 5)
 
 
-@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (3, 1, 1), (4, 1, 1), (3, 2, 1), (2, 1, 0),
-                                   (1, 1, 0)])
-@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+_WINOGRAD_CONVS = [(k, s, p, impl) for k, s, p in [(4, 2, 1), (3, 1, 1), (4, 1, 1), (3, 2, 1),
+                                                   (2, 1, 0), (1, 1, 0)]
+                   for impl in ("winograd2", "winograd4")] + [
+    (4, 2, 1, "winograd3"), (3, 1, 1, "winograd3")]
+
+
+@pytest.mark.parametrize("k,s,p,impl", _WINOGRAD_CONVS)
 def test_winograd_conv2d_agrees_with_xla(k, s, p, impl):
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.standard_normal((2, 9, 11, 3)), jnp.float32)
@@ -281,7 +306,7 @@ def test_winograd_conv2d_agrees_with_xla(k, s, p, impl):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("impl", ["winograd2", "winograd3", "winograd4"])
 def test_winograd_conv_transpose_exact(shape, impl):
     h, k, s, p, op = shape
     rng = np.random.default_rng(0)
@@ -294,7 +319,7 @@ def test_winograd_conv_transpose_exact(shape, impl):
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (4, 2)])
+@pytest.mark.parametrize("m,r", [(2, 3), (3, 3), (4, 3), (4, 2), (3, 2), (5, 2)])
 def test_winograd_is_exact_to_every_order_in_float64(m, r):
     # In float64 the only difference from XLA's convolution is rounding at 1e-16: forward,
     # both gradients (custom VJP) and the gradient penalty's grad of grad (the custom VJPs'
@@ -341,3 +366,29 @@ def test_winograd_gradient_penalty_float32(impl, rtol):
                  for c in (_conv_with(impl), _conv_with("xla")))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def test_winograd_auto_tiles_each_pass_for_its_size():
+    # impl="winograd" picks a tile per pass: DCGAN-like shapes at batch 64 with two channels.
+    # The k4 s2 conv on 32x32 is a 2x2 conv over 17x17 blocks: forward 16x16 (F4), input
+    # gradient 17x17 (F3); the k4 s2 transposed conv from 8x8 is a 2x2 conv over a 10x10
+    # padded input: forward 9x9 (F3), input gradient 10x10 (F5). All equal XLA's.
+    assert [W.choose_tile(64, n, n, 2) for n in (16, 17, 9, 10)] == [4, 3, 3, 5]
+    rng = np.random.default_rng(6)
+    cases = [
+        (lambda x, w, impl: C.conv2d(x, w, stride=2, padding=1, impl=impl),
+         (64, 32, 32, 2), (4, 4, 2, 3)),
+        (lambda x, w, impl: C.conv_transpose2d(x, w, stride=2, padding=1, impl=impl),
+         (64, 8, 8, 2), (4, 4, 2, 3)),
+    ]
+    for f, xs, ws in cases:
+        x = jnp.asarray(rng.standard_normal(xs), jnp.float32)
+        w = jnp.asarray(rng.standard_normal(ws), jnp.float32)
+        outs = {}
+        for impl in ("xla", "winograd"):
+            y, vjp = jax.vjp(lambda x, w, impl=impl: f(x, w, impl), x, w)
+            outs[impl] = (y, *vjp(jnp.cos(y)))
+        for a, b in zip(outs["winograd"], outs["xla"]):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                       atol=2e-5 * float(jnp.max(jnp.abs(b))))

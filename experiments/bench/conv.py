@@ -146,7 +146,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", default="", help="comma-separated subset of layer names")
-    ap.add_argument("--impls", default="xla,im2col,col2im,winograd2,winograd4",
+    ap.add_argument("--impls", default="xla,im2col,col2im,winograd,winograd2,winograd4",
                     help="comma-separated formulations to time")
     ap.add_argument("--dilated", action="store_true",
                     help="also time the lhs-dilated transposed conv (pathological: up to ~1 min)")

@@ -13,11 +13,14 @@ PyTorch on a 2-core CPU. The functions here compute exactly the same thing in se
   gradients are two well-shaped matmuls. Fast where the output is thin (toRGB-like layers,
   the PatchGAN's 1-channel head) and for transposed convolutions whose taps the sub-pixel
   form would pad with zeros (kernel 3, stride 2).
-* ``"winograd2"``, ``"winograd4"``: Winograd's minimal filtering F(2x2, r) / F(4x4, r)
-  (:mod:`jaxgan.nn.winograd`), with a strided convolution first rewritten as a stride-1
-  one over s x s blocks (space-to-depth: kernel 4 stride 2 becomes a 2x2 kernel). 2.25x
-  (F2) to 4x (F4) fewer multiply-adds for 3x3 kernels, 1.8x to 2.6x for 2x2; its forward,
-  gradients and the gradients' own derivatives are Winograd too.
+* ``"winograd"``: Winograd's minimal filtering F(m x m, r x r) (:mod:`jaxgan.nn.winograd`),
+  with a strided convolution first rewritten as a stride-1 one over s x s blocks
+  (space-to-depth: kernel 4 stride 2 becomes a 2x2 kernel). Each pass (forward, input
+  gradient, kernel gradient) picks its tile m for its output's size
+  (:func:`jaxgan.nn.winograd.choose_tile`): F(4x4) on even sizes, F(3x3) on odd ones such
+  as a strided conv's 17 x 17 input gradient. 2.25x (F2) to 4x (F4) fewer multiply-adds for
+  3x3 kernels, 1.8x to 2.8x for 2x2; the gradients' own derivatives are Winograd too.
+  ``"winograd2"``, ``"winograd3"``, ``"winograd4"``: the same with one fixed tile.
 
 A transposed convolution is always rewritten in sub-pixel form (``s*s`` output phases computed
 by one stride-1 convolution with ``s*s*out`` channels, then interleaved) unless
@@ -47,8 +50,9 @@ from jaxgan.nn.winograd import winograd_conv
 
 Padding = int | Sequence[tuple[int, int]]
 
-IMPLS = ("auto", "xla", "im2col", "col2im", "winograd2", "winograd4")
-TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "col2im", "winograd2", "winograd4", "xla_dilated")
+WINOGRAD_IMPLS = ("winograd", "winograd2", "winograd3", "winograd4")
+IMPLS = ("auto", "xla", "im2col", "col2im", *WINOGRAD_IMPLS)
+TRANSPOSE_IMPLS = ("auto", "xla", "im2col", "col2im", *WINOGRAD_IMPLS, "xla_dilated")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -76,13 +80,14 @@ _MIN_XLA_PIXELS = 256
 # penalty's double backward (the step's XLA temp buffer: 19.7 GiB plain, 19.4 with
 # checkpoint, 11.2 lean); below the cap the lean form is ~6% slower (pggan32_b16).
 _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
-# Winograd (see winograd_tile): F(2x2) from this many matmul rows, F(4x4) (whose matmuls
-# have rows / 16 rows: it loses below ~256) from this many; transposed convs from 16x16
-# inputs (DCGAN's 8 -> 16 sub-pixel conv at batch 64 is faster in im2col: 0.11 s against
-# 0.12 s for F2).
+# Winograd (see use_winograd) from this many matmul rows, 4-wide kernels (after
+# space-to-depth: the PatchGAN's 4x4 stride-1 conv) from this many; transposed convs from
+# 8x8 inputs (DCGAN's 8 -> 16 sub-pixel conv at batch 64: a 9 x 9 window grid, whose F(3x3)
+# tiles fit it exactly, made the dcgan64 step 1.09 -> 0.98 s; its 4 -> 8 conv in Winograd
+# made no gain). The tile size is the winograd module's choice per pass (choose_tile).
 _MIN_WINOGRAD_ROWS = 2048
-_MIN_WINOGRAD4_ROWS = 4096
-_MIN_WINOGRAD_T_IN_PIXELS = 256
+_MIN_WINOGRAD_ROWS_4WIDE = 4096
+_MIN_WINOGRAD_T_IN_PIXELS = 64
 # ... and only for layers whose kernel has at least this many weights (patch width x output
 # channels): with few channels the tile transforms cost what the saved products do (3x3,
 # 64 -> 64 at 32x32, batch 16: 0.045 s XLA, 0.051 s F4; the DCGAN CPU default's 32 -> 64
@@ -90,45 +95,40 @@ _MIN_WINOGRAD_T_IN_PIXELS = 256
 _MIN_WINOGRAD_WEIGHTS = 65536
 
 
-def winograd_tile(
+def use_winograd(
     backend: str | None = None,
     kernel: int | None = None,
     stride: int = 1,
     out_features: int | None = None,
     patch_features: int | None = None,
     rows: int | None = None,
-) -> int | None:
-    """The Winograd output tile ``impl="auto"`` uses for a convolution, or None for none.
+) -> bool:
+    """Whether ``impl="auto"`` computes a convolution by Winograd (``"winograd"``).
 
     CPU only (GPU/TPU keep their own convolutions): kernels 2 to 4 wide after the
     space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
     stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
-    channels wide, patches wider than 160 and at least 65536 kernel weights (patch width x
-    output channels); F(4x4) from 4096 matmul rows (batch x output
-    pixels), F(2x2) from 2048 (not for 4-wide kernels). Measured per layer
-    (experiments/bench/conv.py, RESULTS.md), fwd + both gradients: PGGAN's 32x32 512-channel
-    conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's 4x4 stride-1 conv at
-    batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at batch 8 (2048 rows)
-    0.185 s (XLA) -> 0.136 s (F2); torch 1.21, 0.48 and 0.126 s.
+    channels wide, patches wider than 160, at least 65536 kernel weights (patch width x
+    output channels) and 2048 matmul rows (batch x output pixels; 4096 for 4-wide kernels).
+    Measured per layer (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
+    PGGAN's 32x32 512-channel conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's
+    4x4 stride-1 conv at batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at
+    batch 8 (2048 rows) 0.185 s (XLA) -> 0.136 s (F2); torch 1.21, 0.48 and 0.126 s.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu" or kernel is None or rows is None:
-        return None
+        return False
     blocks = -(-kernel // stride)  # kernel width after space-to-depth
     if blocks not in (2, 3, 4):
-        return None
+        return False
     if out_features is not None and out_features < _THIN_OUT:
-        return None
+        return False
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
-        return None
+        return False
     if (patch_features is not None and out_features is not None
             and patch_features * out_features < _MIN_WINOGRAD_WEIGHTS):
-        return None
-    if rows >= _MIN_WINOGRAD4_ROWS:
-        return 4
-    if rows >= _MIN_WINOGRAD_ROWS and blocks < 4:
-        return 2
-    return None
+        return False
+    return rows >= (_MIN_WINOGRAD_ROWS_4WIDE if blocks == 4 else _MIN_WINOGRAD_ROWS)
 
 
 def default_impl(
@@ -152,8 +152,8 @@ def default_impl(
       kernel, stride: the kernel size and stride (for the Winograd choice).
 
     Returns:
-      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"winograd4"`` or
-      ``"winograd2"`` where :func:`winograd_tile` says so; else narrow patches (<= 160):
+      GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"winograd"`` where
+      :func:`use_winograd` says so; else narrow patches (<= 160):
       ``"im2col"`` from 32768 rows, else ``"xla"``; thin outputs (< 16 channels):
       ``"col2im"`` under 32768 rows, else ``"xla"``; wider: ``"xla"`` under 8192 rows over
       at least 256 output pixels per image, else ``"im2col"``.
@@ -163,9 +163,8 @@ def default_impl(
         return "xla"
     if rows is None:
         return "im2col"
-    tile = winograd_tile(backend, kernel, stride, out_features, patch_features, rows)
-    if tile is not None:
-        return f"winograd{tile}"
+    if use_winograd(backend, kernel, stride, out_features, patch_features, rows):
+        return "winograd"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
         return "xla" if rows < _MIN_NARROW_IM2COL_ROWS else "im2col"
     if out_features is not None and out_features < _THIN_OUT:
@@ -188,7 +187,7 @@ def default_transpose_impl(
     to :func:`default_impl` for the sub-pixel form's stride-1 convolution.
 
     CPU: ``"col2im"`` when the output is thin (< 16 channels); Winograd for the sub-pixel
-    form's convolution (kernel ``ceil(k / s)``) from 16x16 inputs when :func:`winograd_tile`
+    form's convolution (kernel ``ceil(k / s)``) from 8x8 inputs when :func:`use_winograd`
     says so; else ``"col2im"`` when the kernel is not a multiple of the stride (the
     sub-pixel kernel would be part zeros: kernel 3 stride 2 does 16 taps for 9) or when the
     input has no more pixels than the kernel has taps (DCGAN's 1x1 -> 4x4 first layer).
@@ -203,10 +202,9 @@ def default_transpose_impl(
     if (in_pixels is not None and in_pixels >= _MIN_WINOGRAD_T_IN_PIXELS
             and in_channels is not None and batch is not None):
         side = round(in_pixels ** 0.5) + kk  # sub-pixel windows per side (square inputs)
-        tile = winograd_tile(backend, kk, 1, stride * stride * (out_channels or _THIN_OUT),
-                             kk * kk * in_channels, batch * side * side)
-        if tile is not None:
-            return f"winograd{tile}"
+        if use_winograd(backend, kk, 1, stride * stride * (out_channels or _THIN_OUT),
+                        kk * kk * in_channels, batch * side * side):
+            return "winograd"
     if kernel % stride or (in_pixels is not None and in_pixels <= kernel * kernel):
         return "col2im"
     return None
@@ -339,8 +337,8 @@ def conv2d(
         )
     if any(p for pair in pad for p in pair):
         x = jnp.pad(x, ((0, 0), pad[0], pad[1], (0, 0)))
-    if impl.startswith("winograd"):
-        return _winograd_strided(x, w, stride, int(impl[len("winograd"):]))
+    if impl in WINOGRAD_IMPLS:
+        return _winograd_strided(x, w, stride, int(impl[len("winograd"):] or 0) or None)
     if impl == "col2im":
         return _col2im_conv(x, w, stride)
     if rows * w.shape[0] * w.shape[1] * w.shape[2] * x.dtype.itemsize > _MAX_IM2COL_PATCH_BYTES:
@@ -348,8 +346,9 @@ def conv2d(
     return _im2col_conv(x, w, stride)
 
 
-def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int) -> jax.Array:
-    """VALID cross-correlation by Winograd F(tile, r); a strided one in space-to-depth form.
+def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
+    """VALID cross-correlation by Winograd F(tile, r) (None: chosen per pass); a strided one
+    in space-to-depth form.
 
     With stride s, output pixel o reads input rows s*o + t, t = s*J + d: block o + J, phase d.
     So the input is cut into s x s blocks (channels become (d_y, d_x, C)), the kernel, padded
@@ -495,7 +494,7 @@ def conv_transpose2d(
         ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)),
     )
     z = conv2d(xp, wsub, stride=1, padding=0,
-               impl=impl if impl in ("xla", "winograd2", "winograd4") else "im2col")
+               impl=impl if impl == "xla" or impl in WINOGRAD_IMPLS else "im2col")
     na, nb = z.shape[1], z.shape[2]
     z = z.reshape(n, na, nb, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, na * s, nb * s, -1)
     oy = padding - a_lo_y * s

@@ -14,7 +14,11 @@ runs as fast but compiles ~5x slower: 36 fusions per F(4x4, 3x3) transform.)
     Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile; g kernel, d input tile)
 
 The matrices come from Cook-Toom interpolation at the points 0, 1, -1, 2, -2, 1/2, -1/2 and
-infinity (exact rationals, :func:`winograd_matrices`). Winograd is exact in real arithmetic;
+infinity (exact rationals, :func:`winograd_matrices`). With ``m=None`` each convolution of
+the forward and backward passes picks its own tile for its output's size
+(:func:`choose_tile`): a tile that does not divide the output computes the rest for nothing,
+so a 2x2 kernel takes F(4x4) on a 16 x 16 output and F(3x3) on the 17 x 17 input gradient
+of the same layer. Winograd is exact in real arithmetic;
 in float32 its rounding differs from a direct convolution's by ~1e-6 relative for F(2, 3)
 and ~6e-6 for F(4, 3) (tests/test_conv.py checks it against XLA's convolution, forward and
 gradients, and to 1e-10 in float64 at every order of differentiation).
@@ -98,6 +102,44 @@ def _combine(coefs, parts):
     return out
 
 
+# choose_tile: tiles m of n = m + r - 1 points (F(5, 2) only for 2-wide kernels, so n <= 6
+# except the F(4x4, 4x4) of the PatchGAN's stride-1 conv, n = 7); tiles above 2 only where
+# each batched matmul keeps at least this many rows (tiles): F(4x4) lost below ~256. Cost
+# per tile: n^2 (products and transform memory alike) weighted by 1 + 0.1 (n - 5), as larger
+# tiles' transforms read more slices per element (fwd at batch 64, 128 -> 256 channels, 17 x
+# 17 outputs: F(3, 2) and F(5, 2) both do 576 products per image, 0.043 s and 0.047 s; F4
+# 625, 0.048 s; F2 729, 0.063 s).
+_TILE_CHOICES = (2, 3, 4, 5)
+_MIN_TILE_ROWS = 256
+
+
+def choose_tile(batch: int, ho: int, wo: int, r: int) -> int:
+    """The output tile F(m x m, r x r) with the fewest products for an ``ho x wo`` output.
+
+    Counts ``ceil(ho/m) * ceil(wo/m)`` tiles of ``n*n`` products (n = m + r - 1): the tiles
+    cut to fit the output waste the rest, so odd sizes pick small tiles (a 9 x 9 output: F(3)
+    does 9 tiles of 16, F(4) 9 tiles of 25), even ones F(4). Tiles whose matmuls would have
+    fewer than 256 rows (``batch`` x tiles) are skipped; m = 2 is the fallback. Ties go to
+    the smaller tile (less rounding).
+    """
+    best, best_cost = 2, None
+    for m in _TILE_CHOICES:
+        n = m + r - 1
+        if m == 5 and r != 2:
+            continue
+        tiles = -(-ho // m) * -(-wo // m)
+        if m > 2 and batch * tiles < _MIN_TILE_ROWS:
+            continue
+        cost = tiles * n * n * (1.0 + 0.1 * (n - 5))
+        if best_cost is None or cost < best_cost - 1e-9:
+            best, best_cost = m, cost
+    return best
+
+
+def _tile(m: int | None, batch: int, ho: int, wo: int, r: int) -> int:
+    return choose_tile(batch, ho, wo, r) if m is None else m
+
+
 def _tiles(h: int, w: int, m: int, r: int) -> tuple[int, int, int, int]:
     ho, wo = h - r + 1, w - r + 1
     return ho, wo, -(-ho // m), -(-wo // m)
@@ -160,9 +202,10 @@ def _output_grad_transform(dy: jax.Array, m: int, r: int, th: int, tw: int) -> j
     return dm.reshape(n * n, nb * th * tw, o)
 
 
-def _forward(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
+def _forward(x: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
     r = w.shape[0]
     nb, h, wd, _ = x.shape
+    m = _tile(m, nb, h - r + 1, wd - r + 1, r)
     ho, wo, th, tw = _tiles(h, wd, m, r)
     v = _input_transform(x, m, r)
     u = _kernel_transform(w, m)
@@ -170,7 +213,8 @@ def _forward(x: jax.Array, w: jax.Array, m: int) -> jax.Array:
     return _output_transform(prods, m, r, nb, th, tw)[:, :ho, :wo]
 
 
-def _kernel_grad(x: jax.Array, dy: jax.Array, m: int, r: int) -> jax.Array:
+def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int) -> jax.Array:
+    m = _tile(m, dy.shape[0], dy.shape[1], dy.shape[2], r)
     n = m + r - 1
     c, o = x.shape[-1], dy.shape[-1]
     _, _, th, tw = _tiles(x.shape[1], x.shape[2], m, r)
@@ -188,7 +232,7 @@ def _flip(w: jax.Array) -> jax.Array:
     return w[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def _transposed_conv(dy: jax.Array, w: jax.Array, m: int) -> jax.Array:
+def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
     """The adjoint of ``winograd_conv(., w)`` applied to ``dy``: the full correlation of
     ``dy`` with the flipped, in/out-swapped kernel (itself a Winograd conv)."""
     r = w.shape[0]
@@ -197,13 +241,16 @@ def _transposed_conv(dy: jax.Array, w: jax.Array, m: int) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def winograd_conv(x: jax.Array, w: jax.Array, m: int = 2) -> jax.Array:
+def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None) -> jax.Array:
     """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r).
 
     Args:
       x: (N, H, W, C_in), already padded.
       w: (r, r, C_in, C_out).
       m: output tile size (2: F(2, r)). Larger tiles do fewer multiplies with larger rounding.
+        None: :func:`choose_tile` for each convolution of the forward and backward passes
+        (the input gradient's output is the input's size, often odd where the forward's is
+        even).
     Returns:
       (N, H - r + 1, W - r + 1, C_out), equal to ``lax.conv_general_dilated(x, w, (1, 1),
       'VALID')`` up to float32 rounding.
@@ -224,7 +271,7 @@ winograd_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int = 2) -> jax.Array:
+def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None) -> jax.Array:
     """The kernel gradient of :func:`winograd_conv`: ``dw[k, l, c, o] = sum x[n, i + k, j + l, c]
     dy[n, i, j, o]``, shape (r, r, C_in, C_out) with r = H - H_out + 1."""
     return _kernel_grad(x, dy, m, x.shape[1] - dy.shape[1] + 1)
