@@ -386,7 +386,7 @@ def test_winograd_auto_tiles_each_pass_for_its_size():
         w = jnp.asarray(rng.standard_normal(ws), jnp.float32)
         outs = {}
         for impl in ("xla", "winograd"):
-            y, vjp = jax.vjp(lambda x, w, impl=impl: f(x, w, impl), x, w)
+            y, vjp = jax.vjp(lambda x, w, impl=impl, f=f: f(x, w, impl), x, w)
             outs[impl] = (y, *vjp(jnp.cos(y)))
         for a, b in zip(outs["winograd"], outs["xla"]):
             assert a.shape == b.shape
