@@ -157,16 +157,20 @@ def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
     return jnp.stack([_combine(row, parts) for row in mat], axis=out_axis)
 
 
+def _tile_transform(x: jax.Array, mat: np.ndarray, m: int, th: int, tw: int) -> jax.Array:
+    """``mat d mat^T`` of the th x tw tiles (stride m) of padded ``x``: a rows pass, then a
+    columns pass; (n*n, N*th*tw, C), ordered (b, a) (column, row)."""
+    rows = _transform(x, mat, 1, th, m, 0)  # (a, N, th, W, C)
+    v = _transform(rows, mat, 3, tw, m, 0)  # (b, a, N, th, tw, C)
+    return v.reshape(mat.shape[0] ** 2, x.shape[0] * th * tw, x.shape[-1])
+
+
 def _input_transform(x: jax.Array, m: int, r: int) -> jax.Array:
     """``B^T d B`` of every input tile, (n*n, N*th*tw, C), ordered (b, a) (column, row)."""
-    n = m + r - 1
-    bt = winograd_matrices(m, r)[2]
-    nb, h, w, c = x.shape
+    _, h, w, _ = x.shape
     _, _, th, tw = _tiles(h, w, m, r)
     x = jnp.pad(x, ((0, 0), (0, th * m + r - 1 - h), (0, tw * m + r - 1 - w), (0, 0)))
-    rows = _transform(x, bt, 1, th, m, 0)  # (a, N, th, W', C)
-    v = _transform(rows, bt, 3, tw, m, 0)  # (b, a, N, th, tw, C)
-    return v.reshape(n * n, nb * th * tw, c)
+    return _tile_transform(x, winograd_matrices(m, r)[2], m, th, tw)
 
 
 def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
@@ -193,13 +197,9 @@ def _output_transform(prods: jax.Array, m: int, r: int, nb: int, th: int, tw: in
 
 def _output_grad_transform(dy: jax.Array, m: int, r: int, th: int, tw: int) -> jax.Array:
     """``A dY A^T`` of every output tile (the transpose of the output transform), (b, a, T, O)."""
-    n = m + r - 1
-    at = winograd_matrices(m, r)[0]
-    nb, ho, wo, o = dy.shape
+    _, ho, wo, _ = dy.shape
     dy = jnp.pad(dy, ((0, 0), (0, th * m - ho), (0, tw * m - wo), (0, 0)))
-    rows = _transform(dy, at.T, 1, th, m, 0)  # (a, N, th, W, O)
-    dm = _transform(rows, at.T, 3, tw, m, 0)  # (b, a, N, th, tw, O)
-    return dm.reshape(n * n, nb * th * tw, o)
+    return _tile_transform(dy, winograd_matrices(m, r)[0].T, m, th, tw)
 
 
 def _forward(x: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
