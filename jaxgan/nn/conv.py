@@ -254,12 +254,20 @@ def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     return out.reshape(n, ho, wo, o)
 
 
-def _tap_outputs(x: jax.Array, w: jax.Array) -> jax.Array:
-    """Every kernel tap applied to every input pixel: (N, H, W, C) -> (N, H, W, kh, kw, O)."""
+def _tap_outputs(x: jax.Array, w: jax.Array) -> list[list[jax.Array]]:
+    """Every kernel tap applied to every input pixel, one matmul: ``taps[t_y][t_x]`` is the
+    (N, H, W, O) output of tap (t_y, t_x) for (N, H, W, C) inputs.
+
+    The taps are cut apart with ``lax.split``, whose transpose is a concatenate: the
+    backward gathers each tap's output gradient in one pass. Slicing them out instead made
+    the gradient a sum of k*k zero-padded copies (a select per tap for every element): the
+    DCGAN 64 -> 3 output layer's input gradient took 28 ms, against 5 ms in PyTorch.
+    """
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
     z = jnp.dot(x.reshape(n * h * wd, c), w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
-    return z.reshape(n, h, wd, kh, kw, o)
+    parts = lax.split(z.reshape(n, h, wd, kh * kw, o), [1] * (kh * kw), axis=3)
+    return [[parts[ty * kw + tx].reshape(n, h, wd, o) for tx in range(kw)] for ty in range(kh)]
 
 
 def _col2im_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
@@ -271,8 +279,8 @@ def _col2im_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     y = None
     for ty in range(kh):
         for tx in range(kw):
-            part = z[:, ty : ty + (ho - 1) * stride + 1 : stride,
-                     tx : tx + (wo - 1) * stride + 1 : stride, ty, tx, :]
+            part = z[ty][tx][:, ty : ty + (ho - 1) * stride + 1 : stride,
+                             tx : tx + (wo - 1) * stride + 1 : stride, :]
             y = part if y is None else y + part
     return y
 
@@ -419,7 +427,7 @@ def _col2im_transpose(
     for ty in range(k):
         for tx in range(k):
             lo_y, lo_x = ty - padding, tx - padding
-            part = lax.pad(z[:, :, :, ty, tx, :], zero, (
+            part = lax.pad(z[ty][tx], zero, (
                 (0, 0, 0),
                 (lo_y, ho - lo_y - span_h, stride - 1),
                 (lo_x, wo - lo_x - span_w, stride - 1),
