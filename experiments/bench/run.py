@@ -1,7 +1,7 @@
 """jaxgan train steps against PyTorch reference train steps, side by side on this machine.
 
     python experiments/bench/run.py [--quick] [--workloads dcgan64,pix2pix256_b1,...]
-                                    [--repeats N] [--warmup N]
+                                    [--repeats N] [--warmup N] [--malloc keep|default]
 
 For every workload, in one process: the jaxgan fused train step (``make_train_step``: jit,
 state donated) and a PyTorch step of the same architecture, batch and precision (float32)
@@ -11,6 +11,10 @@ compile time (lower + compile of the first call), XLA's cost-analysis FLOPs of t
 and the achieved GFLOP/s against this machine's measured f32 matmul peak, and the line
 
     ratio <workload> <jaxgan img/s / torch img/s>
+
+The process runs as the entry points do: glibc told to keep freed memory for reuse
+(``jaxgan.experiments.cli.keep_freed_memory``), which is process-wide, so the PyTorch steps
+run with it too; ``--malloc default`` leaves glibc's defaults for both.
 
 Needs PyTorch (``pip install -e ".[bench]"``). Results: experiments/bench/RESULTS.md.
 """
@@ -30,6 +34,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxgan.experiments.cli import keep_freed_memory
 
 WORKLOADS = ("dcgan64", "pix2pix256_b1", "pix2pix256_b8", "cyclegan256_b1", "pggan32_b16",
              "pggan128_b16")
@@ -230,8 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile-cache", default="", metavar="DIR",
                     help="persistent XLA compilation cache directory: a second run reports "
                     "the warm-cache compile time")
+    ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                    help="keep: glibc keeps freed memory, as in the entry points (both "
+                    "frameworks: it is process-wide); default: glibc's defaults")
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    kept = args.malloc == "keep" and keep_freed_memory()  # before jax and torch start threads
     if args.compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -246,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
     print(machine_line())
+    print("# malloc: " + ("glibc keeps freed memory (both frameworks)" if kept
+                          else "glibc defaults"))
     if torch is not None:
         torch.manual_seed(0)
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, float32, NCHW")
