@@ -141,11 +141,11 @@ def test_winograd_choice_on_cpu():
     assert C.default_impl("cpu", 256, 16 * 128, 64 * 64, 64, kernel=4, stride=2) == "winograd"
     assert C.default_impl("cpu", 512, 16 * 256, 8 * 256, 256, kernel=4, stride=2) == "winograd"
     assert not C.use_winograd("cpu", 4, 2, 512, 16 * 256, 2047)
-    # the PatchGAN's 4x4 stride-1 conv: at batch 8 (7688 rows), not at batch 1 (961) nor
-    # below 4096 rows (4-wide kernels)
+    # the PatchGAN's 4x4 stride-1 conv: at batch 8 (7688 rows) and batch 1 (961), not below
+    # 900 rows (4-wide kernels)
     assert C.use_winograd("cpu", 4, 1, 512, 16 * 256, 8 * 961)
-    assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 961)
-    assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 4095)
+    assert C.use_winograd("cpu", 4, 1, 512, 16 * 256, 961)
+    assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 899)
     # not with few weights: the DCGAN CPU default's 32 -> 64 stride-2 conv (512 x 64)
     assert not C.use_winograd("cpu", 4, 2, 64, 16 * 32, 64 * 64)
     # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU

@@ -81,12 +81,14 @@ _MIN_XLA_PIXELS = 256
 # checkpoint, 11.2 lean); below the cap the lean form is ~6% slower (pggan32_b16).
 _MAX_IM2COL_PATCH_BYTES = 512 * 2**20
 # Winograd (see use_winograd) from this many matmul rows, 4-wide kernels (after
-# space-to-depth: the PatchGAN's 4x4 stride-1 conv) from this many; transposed convs from
+# space-to-depth: the PatchGAN's 4x4 stride-1 conv) from this many (its 961 rows at batch 1:
+# the pix2pix256_b1 step 0.773 -> 0.638-0.642 s, cyclegan256_b1 8.85 -> 8.51 s, in
+# interleaved A/Bs with freed memory kept; 0.773 -> 0.671 s without); transposed convs from
 # 8x8 inputs (DCGAN's 8 -> 16 sub-pixel conv at batch 64: a 9 x 9 window grid, whose F(3x3)
 # tiles fit it exactly, made the dcgan64 step 1.09 -> 0.98 s; its 4 -> 8 conv in Winograd
 # made no gain). The tile size is the winograd module's choice per pass (choose_tile).
 _MIN_WINOGRAD_ROWS = 2048
-_MIN_WINOGRAD_ROWS_4WIDE = 4096
+_MIN_WINOGRAD_ROWS_4WIDE = 900
 _MIN_WINOGRAD_T_IN_PIXELS = 64
 # ... and only for layers whose kernel has at least this many weights (patch width x output
 # channels): with few channels the tile transforms cost what the saved products do (3x3,
@@ -109,7 +111,7 @@ def use_winograd(
     space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
     stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
     channels wide, patches wider than 160, at least 65536 kernel weights (patch width x
-    output channels) and 2048 matmul rows (batch x output pixels; 4096 for 4-wide kernels).
+    output channels) and 2048 matmul rows (batch x output pixels; 900 for 4-wide kernels).
     Measured per layer (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
     PGGAN's 32x32 512-channel conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's
     4x4 stride-1 conv at batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at
