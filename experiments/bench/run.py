@@ -3,8 +3,8 @@
     python experiments/bench/run.py [--quick] [--workloads dcgan64,pix2pix256_b1,...]
                                     [--repeats N] [--warmup N] [--malloc keep|default]
 
-For every workload, in one process: the jaxgan fused train step (``make_train_step``: jit,
-state donated) and a PyTorch step of the same architecture, batch and precision (float32)
+For every workload, each timed in a fresh process of its own, on the same machine: the
+jaxgan fused train step (``make_train_step``: jit, state donated) and a PyTorch step of the same architecture, batch and precision (float32)
 written in experiments/bench/_torch_models.py (parameter counts asserted against shared
 REFERENCE.md). Prints per workload the median step time after warm-up, images/s, jaxgan's
 compile time (lower + compile of the first call), XLA's cost-analysis FLOPs of the step
@@ -12,9 +12,11 @@ and the achieved GFLOP/s against this machine's measured f32 matmul peak, and th
 
     ratio <workload> <jaxgan img/s / torch img/s>
 
-The process runs as the entry points do: glibc told to keep freed memory for reuse
-(``jaxgan.experiments.cli.keep_freed_memory``), which is process-wide, so the PyTorch steps
-run with it too; ``--malloc default`` leaves glibc's defaults for both.
+The processes run as the entry points do: glibc told to keep freed memory for reuse
+(``jaxgan.experiments.cli.keep_freed_memory``), in the PyTorch processes too, so both
+frameworks run with the same allocator settings; ``--malloc default`` leaves glibc's
+defaults for both. (In one shared process the heap that one framework kept would crowd the
+other: PGGAN 128 reached 24.3 GB and PyTorch's step slowed 2x.)
 
 Needs PyTorch (``pip install -e ".[bench]"``). Results: experiments/bench/RESULTS.md.
 """
@@ -23,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -224,6 +228,32 @@ def require_torch() -> Any:
     return torch
 
 
+def _run_child(framework: str, name: str, args: argparse.Namespace) -> dict:
+    """Time one framework on one workload in a fresh process; returns its result dict."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--workloads", name,
+           "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--impl", args.impl,
+           "--malloc", args.malloc]
+    if args.compile_cache:
+        cmd += ["--compile-cache", args.compile_cache]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    sys.stderr.write(out.stdout[-2000:] + out.stderr[-4000:])
+    raise RuntimeError(f"{framework} {name}: the timing process failed (exit {out.returncode})")
+
+
+def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
+    if framework == "jax":
+        w = make_jax_workload(name, impl=args.impl)
+        r = time_jax(w, args.warmup, args.repeats)
+        return {**r, "batch_size": w.batch_size, "g_params": w.g_params, "d_params": w.d_params}
+    torch = require_torch()
+    torch.manual_seed(0)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    return time_torch(make_torch_step(name), args.warmup, args.repeats)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
@@ -237,9 +267,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="persistent XLA compilation cache directory: a second run reports "
                     "the warm-cache compile time")
     ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                    help="keep: glibc keeps freed memory, as in the entry points (both "
-                    "frameworks: it is process-wide); default: glibc's defaults")
+                    help="keep (as the entry points): glibc keeps freed memory, in both "
+                    "frameworks' processes; default: glibc's defaults for both")
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     kept = args.malloc == "keep" and keep_freed_memory()  # before jax and torch start threads
     if args.compile_cache:
@@ -250,16 +281,18 @@ def main(argv: list[str] | None = None) -> None:
         QUICK_WORKLOADS if args.quick else WORKLOADS)
     for w in names:
         parse_workload(w)
-    repeats = args.repeats or (2 if args.quick else 5)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.child:
+        print("RESULT " + json.dumps(_child(args.child, names[0], args)), flush=True)
+        return
     torch = None if args.no_torch else require_torch()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
     print(machine_line())
-    print("# malloc: " + ("glibc keeps freed memory (both frameworks)" if kept
-                          else "glibc defaults"))
+    print("# each framework times each workload in a fresh process; malloc: "
+          + ("glibc keeps freed memory (both, as the entry points)" if kept
+             else "glibc defaults (both)"))
     if torch is not None:
-        torch.manual_seed(0)
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, float32, NCHW")
     peak = matmul_peak()
     peak_f = max(peak.values())
@@ -270,15 +303,11 @@ def main(argv: list[str] | None = None) -> None:
            f"{'GFLOP/s':>8s} {'%peak':>6s}")
     print(hdr, flush=True)
     for name in names:
-        w = make_jax_workload(name, impl=args.impl)
-        j = time_jax(w, warmup, repeats)
-        del w.state
-        jax_ips = w.batch_size / j["step_s"]
+        j = _run_child("jax", name, args)
+        jax_ips = j["batch_size"] / j["step_s"]
         if torch is not None:
-            ts = make_torch_step(name)
-            t = time_torch(ts, warmup, repeats)
-            del ts
-            torch_s, torch_ips = t["step_s"], w.batch_size / t["step_s"]
+            t = _run_child("torch", name, args)
+            torch_s, torch_ips = t["step_s"], j["batch_size"] / t["step_s"]
             ratio = jax_ips / torch_ips
         else:
             torch_s = torch_ips = ratio = float("nan")
@@ -287,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:16s} {j['step_s']:8.3f} {jax_ips:9.2f} {torch_s:8.3f} {torch_ips:11.2f} "
               f"{ratio:6.2f} {j['compile_s']:9.1f} {gf:8.1f} {gfs:8.1f} "
               f"{100 * gfs / peak_f:5.0f}%", flush=True)
-        print(f"#   {name}: params G {w.g_params:,} D {w.d_params:,}; jax times "
+        print(f"#   {name}: params G {j['g_params']:,} D {j['d_params']:,}; jax times "
               + " ".join(f"{x:.3f}" for x in j["times"])
               + ("" if torch is None else "; torch times " + " ".join(
                   f"{x:.3f}" for x in t["times"])
