@@ -188,33 +188,42 @@ _FAULTS_SCRIPT = """
 import resource, sys
 import jax, jax.numpy as jnp
 import jaxgan.experiments.dcgan  # the entry point's imports first, as under python -m
-from jaxgan.experiments import cli
-applied = cli.keep_freed_memory()
+from jaxgan.experiments import memory
+enabled = memory.keep_freed_memory()
 f = jax.jit(lambda x, w: jnp.sum(jnp.tanh(x @ w) @ w.T))  # a 64 MiB temporary
 x, w = jnp.ones((4096, 256)), jnp.ones((256, 4096))
-for _ in range(2):
+def faults():
+    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     f(x, w).block_until_ready()
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
+f(x, w).block_until_ready()  # compiled and run once, as the runner holds
+before = faults()
+memory.hold_freed_memory(True)
 f(x, w).block_until_ready()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
+held = faults()
+memory.hold_freed_memory(False)
+released = faults()
+print(enabled, before, held, released)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt only")
-def test_keep_freed_memory_stops_per_step_page_faults():
-    def faults(keep: str) -> tuple[str, int]:
+def test_held_freed_memory_stops_per_step_page_faults():
+    def run(keep: str) -> list[str]:
         env = {**os.environ, "JAXGAN_KEEP_FREED_MEMORY": keep}
         out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True,
                              text=True, timeout=120, check=True)
-        applied, n = out.stdout.split()[-2:]
-        return applied, int(n)
+        return out.stdout.split()[-4:]
 
-    # Off: the 64 MiB temporary is mapped afresh and faulted page by page on every call.
-    applied, n = faults("0")
-    assert applied == "False" and n >= 64 * 2**20 // 4096
-    # On: the block freed by the last call is reused.
-    applied, n = faults("1")
-    assert applied == "True" and n < 1000
+    pages = 64 * 2**20 // 4096
+    # Off: the 64 MiB temporary is mapped afresh and faulted page by page on every call,
+    # and holding is a no-op.
+    enabled, before, held, released = run("0")
+    assert enabled == "False" and min(int(before), int(held), int(released)) >= pages
+    # On: held, the block freed by the last call is reused; released, it is mapped again.
+    enabled, before, held, released = run("1")
+    assert enabled == "True" and int(before) >= pages and int(held) < 1000
+    assert int(released) >= pages
 
 
 def test_pix2pix_runs_and_translates_a_folder(tmp_path):

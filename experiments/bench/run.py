@@ -13,7 +13,7 @@ and the achieved GFLOP/s against this machine's measured f32 matmul peak, and th
     ratio <workload> <jaxgan img/s / torch img/s>
 
 The processes run as the entry points do: glibc told to keep freed memory for reuse
-(``jaxgan.experiments.cli.keep_freed_memory``), in the PyTorch processes too, so both
+(``jaxgan.experiments.memory``), in the PyTorch processes too, so both
 frameworks run with the same allocator settings; ``--malloc default`` leaves glibc's
 defaults for both. (In one shared process the heap that one framework kept would crowd the
 other: PGGAN 128 reached 24.3 GB and PyTorch's step slowed 2x.)
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.experiments.cli import keep_freed_memory
+from jaxgan.experiments import memory
 
 WORKLOADS = ("dcgan64", "pix2pix256_b1", "pix2pix256_b8", "cyclegan256_b1", "pggan32_b16",
              "pggan128_b16")
@@ -137,8 +137,11 @@ def time_jax(w: JaxWorkload, warmup: int, repeats: int) -> dict:
     t2 = time.perf_counter()
     flops = cost_flops(compiled)
     state = w.state
-    for _ in range(warmup):
+    for i in range(warmup):
         state, metrics = compiled(state, w.batch, w.key)
+        if i == 0:  # as the runner: hold freed memory once the program has run
+            jax.block_until_ready(state)
+            memory.hold_freed_memory(True)
     jax.block_until_ready(state)
     times = []
     for _ in range(repeats):
@@ -251,7 +254,10 @@ def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
     torch = require_torch()
     torch.manual_seed(0)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    return time_torch(make_torch_step(name), args.warmup, args.repeats)
+    step = make_torch_step(name)
+    step()  # the same allocator setting as jaxgan's process from its second step on
+    memory.hold_freed_memory(True)
+    return time_torch(step, args.warmup, args.repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    kept = args.malloc == "keep" and keep_freed_memory()  # before jax and torch start threads
+    kept = args.malloc == "keep" and memory.keep_freed_memory()  # before jax, torch threads
     if args.compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

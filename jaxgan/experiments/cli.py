@@ -1,11 +1,10 @@
 """The thin ``main`` shared by the entry points: absl flags, ``--config`` files with
 ``--config.<field>=<value>`` overrides (checked against the config, listing valid fields),
 ``--workdir``, multi-host initialisation, the persistent compilation cache, and glibc told to
-keep freed memory for reuse (:func:`keep_freed_memory`)."""
+keep the train step's freed memory for reuse (:mod:`jaxgan.experiments.memory`)."""
 
 from __future__ import annotations
 
-import ctypes
 import difflib
 import importlib.util
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxgan.experiments import runner
+from jaxgan.experiments import memory, runner
 
 
 def config_file(family: str) -> str:
@@ -77,38 +76,6 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-# mallopt(3) parameters (glibc's malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-
-
-def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to keep freed memory in the process for reuse (process-wide).
-
-    XLA:CPU allocates each step's temporaries as one block (384 MB for the DCGAN 64 step at
-    batch 64), which glibc serves by ``mmap`` and unmaps when it is freed, so every step
-    page-faults and zeroes it afresh: ~98,000 minor faults and 0.2 s of system time per
-    DCGAN step on the 2-core CPU, and memory passes at 2-3 GB/s. With one malloc arena
-    (XLA's threads would otherwise take their own, which ``mmap`` big blocks regardless), no
-    ``mmap`` for big blocks and no trimming, the block is reused: no faults after the first
-    step; dcgan64 1.10 -> 0.99 s, pix2pix at batch 1 0.98 -> 0.86 s (RESULTS.md). The cost:
-    the process keeps its peak heap until it exits, which a training run reaches anyway.
-
-    Call it first thing in a program's ``main``, before jax starts its threads (threads that
-    already hold an arena keep it). The entry points do; ``JAXGAN_KEEP_FREED_MEMORY=0``
-    turns it off. Returns whether the settings were applied (False off glibc, e.g. macOS).
-    """
-    if os.environ.get("JAXGAN_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # -1 as the trim threshold disables trimming (mallopt(3)).
-    return all(mallopt(p, v) == 1 for p, v in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
-
-
 def maybe_initialize_distributed(mode: str) -> None:
     """``jax.distributed.initialize()`` on several processes (TPU pods, multi-node GPU).
 
@@ -142,7 +109,7 @@ def run_main(
     ``other_modes`` maps extra ``--mode`` values (e.g. "translate") to functions of
     (config, workdir).
     """
-    keep_freed_memory()  # before jax starts its threads
+    memory.keep_freed_memory()  # before jax starts its threads
     from absl import app, flags
     from ml_collections import config_flags
 

@@ -39,6 +39,7 @@ import tqdm
 from PIL import Image
 
 from jaxgan import parallel
+from jaxgan.experiments import memory
 
 PyTree = Any
 
@@ -331,6 +332,7 @@ def run(
     step = int(jax.device_get(state.step))
     num_steps = int(config.num_steps)
     step_fn = family.make_step(config, mesh, stage)
+    fresh = True  # step_fn not run yet (it compiles on its first call)
     sample_inputs = family.sample_inputs(config)
     writer = MetricWriter(workdir, step, enabled=is_chief)
     step_key = parallel.replicate(step_key, mesh)
@@ -368,9 +370,16 @@ def run(
                         loader = family.make_loader(config, stage, "train", True)
                         iterator = iter(loader)
                         step_fn = family.make_step(config, mesh, stage)
+                        fresh = True
                         bar.write(f"step {step}: growing to stage {stage}")
                 batch = parallel.shard_batch(next(iterator), mesh)
+                if fresh:  # compiles: nothing held across it (jaxgan.experiments.memory)
+                    memory.hold_freed_memory(False)
                 state, metrics = step_fn(state, batch, step_key)
+                if fresh:
+                    jax.block_until_ready(metrics)
+                    memory.hold_freed_memory(True)  # reuse the step's block from now on
+                    fresh = False
                 ok_flag = ok_flag & metrics["finite"].astype(bool)
                 step += 1
                 window_steps += 1
@@ -391,10 +400,14 @@ def run(
                                      **{k: f"{scalars[k]:.3f}" for k in shown}})
                     window_t, window_images, window_steps = time.perf_counter(), 0, 0
                 if int(config.sample_every) and (step % int(config.sample_every) == 0 or last):
+                    memory.hold_freed_memory(False)  # other programs: released, as at compiles
                     write_samples()
+                    fresh = True
                 if evaluate is not None and int(config.eval_every) and (
                         step % int(config.eval_every) == 0 or last):
+                    memory.hold_freed_memory(False)
                     results = evaluate(config, state, step)
+                    fresh = True
                     writer.write(step, {f"eval/{k}": v for k, v in results.items()})
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
                                                            for k, v in results.items()))
