@@ -129,19 +129,19 @@ def cost_flops(compiled: Any) -> float | None:
 
 
 def time_jax(w: JaxWorkload, warmup: int, repeats: int) -> dict:
-    """Compile (timed), then ``warmup`` untimed and ``repeats`` timed steps (median)."""
+    """Compile (timed), one step, then ``warmup`` untimed and ``repeats`` timed steps
+    (median)."""
     t0 = time.perf_counter()
     lowered = w.step.lower(w.state, w.batch, w.key)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
     flops = cost_flops(compiled)
-    state = w.state
-    for i in range(warmup):
+    state, metrics = compiled(w.state, w.batch, w.key)
+    jax.block_until_ready(state)
+    memory.hold_freed_memory(True)  # as the runner, once the program has run (as torch's)
+    for _ in range(warmup):
         state, metrics = compiled(state, w.batch, w.key)
-        if i == 0:  # as the runner: hold freed memory once the program has run
-            jax.block_until_ready(state)
-            memory.hold_freed_memory(True)
     jax.block_until_ready(state)
     times = []
     for _ in range(repeats):
@@ -255,7 +255,7 @@ def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     step = make_torch_step(name)
-    step()  # the same allocator setting as jaxgan's process from its second step on
+    step()  # one step, then hold freed memory, as for jaxgan (time_jax)
     memory.hold_freed_memory(True)
     return time_torch(step, args.warmup, args.repeats)
 
