@@ -4,11 +4,12 @@
                                     [--repeats N] [--warmup N] [--malloc keep|default]
 
 For every workload, each timed in a fresh process of its own, on the same machine: the
-jaxgan fused train step (``make_train_step``: jit, state donated) and a PyTorch step of the same architecture, batch and precision (float32)
-written in experiments/bench/_torch_models.py (parameter counts asserted against shared
-REFERENCE.md). Prints per workload the median step time after warm-up, images/s, jaxgan's
-compile time (lower + compile of the first call), XLA's cost-analysis FLOPs of the step
-and the achieved GFLOP/s against this machine's measured f32 matmul peak, and the line
+jaxgan fused train step (``make_train_step``: jit, state donated) and a PyTorch step of the
+same architecture, batch and precision (float32) written in
+experiments/bench/_torch_models.py (parameter counts asserted against shared REFERENCE.md).
+Prints per workload the median step time after warm-up, images/s, jaxgan's compile time
+(lower + compile of the first call), XLA's cost-analysis FLOPs of the step and the achieved
+GFLOP/s against this machine's measured f32 matmul peak, and the line
 
     ratio <workload> <jaxgan img/s / torch img/s>
 

@@ -24,7 +24,8 @@ import ctypes
 import os
 import sys
 
-# mallopt(3) parameters (glibc's malloc.h) and glibc's defaults.
+# mallopt(3) parameters (glibc's malloc.h) and glibc's initial values (a trim threshold set
+# explicitly no longer adapts to the block sizes freed, as glibc's own does).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _DEFAULT_MMAP_MAX, _DEFAULT_TRIM_THRESHOLD = 65536, 128 * 1024
 
@@ -55,8 +56,9 @@ def keep_freed_memory() -> bool:
 
 def hold_freed_memory(hold: bool) -> None:
     """``True``: keep freed memory for reuse (no ``mmap`` for big blocks, no trimming), for a
-    program that has run once. ``False``: glibc's defaults, and free memory returned to the
-    OS (``malloc_trim``), before compiling another program. No-op unless
+    program that has run once. ``False``: glibc's initial values (``mmap`` for big blocks,
+    a fixed 128 KiB trim threshold), and free memory returned to the OS (``malloc_trim``),
+    before compiling another program. No-op unless
     :func:`keep_freed_memory` enabled it."""
     if _libc is None:
         return
