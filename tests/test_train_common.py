@@ -1,9 +1,11 @@
 """jaxgan.train.common and jaxgan.train.testing: the pieces every family's step relies on."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from jaxgan.train import common
@@ -25,6 +27,58 @@ def test_guard_keeps_the_old_tree_unless_finite():
     assert bool(common.tree_all_finite({"a": jnp.ones(2), "n": jnp.int32(3)}))
     assert not bool(common.tree_all_finite({"a": jnp.array([1.0, jnp.inf])}))
     assert bool(common.tree_all_finite({}))
+
+
+ADAM = ml_collections.ConfigDict({"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+
+
+def _bits(tree):
+    """Leaves as raw integers: equality that tells -0.0 from 0.0 and compares NaNs."""
+    return jax.tree.map(lambda x: np.asarray(x).view(f"i{np.asarray(x).dtype.itemsize}"), tree)
+
+
+def _adam_case():
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4),
+              "b": jnp.array([0.0, -0.0, 1e-30, -3.0])}
+    grads = [jax.tree.map(lambda p, i=i: jnp.sin(7.0 * p + i) * 10.0 ** -i, params)
+             for i in range(4)]
+    return params, grads
+
+
+@pytest.mark.parametrize("schedule", [False, True])
+def test_adam_is_optax_adam_bit_for_bit(schedule):
+    lr = common.linear_decay_schedule(2e-4, 1, 2) if schedule else None
+    ours = common.adam(ADAM, lr)
+    ref = optax.adam(lr or 2e-4, b1=0.5, b2=0.999, eps=1e-8)
+    params, grads = _adam_case()
+    s_ours, s_ref = ours.init(params), ref.init(params)
+    chex.assert_trees_all_equal_structs(s_ours, s_ref)  # checkpoints keep optax's layout
+    p_ours = p_ref = params
+    for g in grads:  # op by op: the same operations in the same order
+        u_ours, s_ours = ours.update(g, s_ours, p_ours, finite=jnp.bool_(True))
+        u_ref, s_ref = ref.update(g, s_ref, p_ref)
+        p_ours, p_ref = optax.apply_updates(p_ours, u_ours), optax.apply_updates(p_ref, u_ref)
+        chex.assert_trees_all_equal(_bits((p_ours, s_ours)), _bits((p_ref, s_ref)))
+    ref_u, ref_s = ref.update(grads[0], ref.init(params))
+    jitted = common.apply_optimizer(ours, grads[0], ours.init(params), params)  # no flag
+    chex.assert_trees_all_close(jitted, (optax.apply_updates(params, ref_u), ref_s), rtol=1e-6)
+
+
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_adam_keeps_params_and_state_bit_for_bit_when_not_finite(steps_before):
+    # At count 0 Adam's bias correction divides by zero: the guard must select, not scale.
+    tx = common.adam(ADAM, common.linear_decay_schedule(2e-4, 1, 2))
+    params, grads = _adam_case()
+    state = tx.init(params)
+    for g in grads[:steps_before]:
+        params, state = common.apply_optimizer(tx, g, state, params, jnp.bool_(True))
+    bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads[-1])
+    kept = common.apply_optimizer(tx, bad, state, params, jnp.bool_(False))
+    chex.assert_trees_all_equal(_bits(kept), _bits((params, state)))
+    assert int(common.optimizer_count(kept[1])) == steps_before
+    moved = common.apply_optimizer(tx, grads[-1], state, params, jnp.bool_(True))
+    assert int(common.optimizer_count(moved[1])) == steps_before + 1
+    assert not np.array_equal(moved[0]["w"], params["w"])
 
 
 def test_check_image_batch_and_key():

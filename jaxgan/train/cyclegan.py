@@ -253,8 +253,6 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     (g_loss, (g_bs, d_bs, g_terms, fake_a, fake_b)), g_grads = jax.value_and_grad(
         g_loss_fn, has_aux=True)(state.g_params)
-    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params)
 
     fake_a = jax.lax.stop_gradient(fake_a)
     fake_b = jax.lax.stop_gradient(fake_b)
@@ -275,16 +273,23 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     (d_loss, (d_bs, d_a_loss, d_b_loss)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
-                                                   state.d_params)
 
     metrics = dict(g_loss=g_loss, **g_terms, d_loss=d_loss, d_a_loss=d_a_loss,
                    d_b_loss=d_b_loss)
+    # D's loss reads G's fakes, not its update, so both updates come after the flag and take
+    # it: each donated buffer is then updated in place (common.scale_by_adam).
+    finite = common.tree_all_finite((metrics, g_grads, d_grads))
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params, finite)
+    d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
+                                                   state.d_params, finite)
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                         pool_a=pool_a, pool_a_count=pool_a_count,
                         pool_b=pool_b, pool_b_count=pool_b_count)
-    new, metrics = common.commit_step(state, new, metrics, (g_grads, d_grads))
+    new, metrics = common.commit_step(
+        state, new, metrics, finite,
+        guarded=("g_params", "g_opt_state", "d_params", "d_opt_state"))
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)), jnp.float32)
     return new, metrics

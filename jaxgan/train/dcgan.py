@@ -180,14 +180,17 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
     (g_loss, d_bs), d_fake_grad = jax.value_and_grad(g_loss_of_fake, has_aux=True)(fake)
     (g_grads,) = g_vjp(d_fake_grad)
-    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params)
-
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
-                   "d_real": d_real, "d_fake": d_fake}
+               "d_real": d_real, "d_fake": d_fake}
+    # D's update feeds G's loss, so only G's is taken with the flag (in place, see
+    # common.scale_by_adam); commit_step keeps the whole old state when it is False.
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params, finite)
+
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    return common.commit_step(state, new, metrics, (d_grads, g_grads))
+    return common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"))
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,

@@ -310,14 +310,16 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
         return losses.generator_loss(critic(d_params, gen(g_params, z_g)), "wgan")
 
     g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
+    metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)
+    # As in dcgan.train_step: G's update takes the flag, D's (which G's loss reads) cannot.
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params)
+                                                   state.g_params, finite)
     g_ema = common.ema_update(state.g_ema_params, g_params, config.ema_decay)
 
-    metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)
     new = state.replace(g_params=g_params, d_params=d_params, g_ema_params=g_ema,
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new, metrics = common.commit_step(state, new, metrics, (d_grads, g_grads),
+    new, metrics = common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"),
                                       stage_images=state.stage_images + n)
     metrics.update(alpha=a, stage=jnp.asarray(stage, jnp.int32))
     return new, metrics

@@ -228,14 +228,16 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
     (g_loss, (d_bs, g_gan, g_l1)), fake_grad = jax.value_and_grad(
         g_loss_of_fake, has_aux=True)(fake_b)
     (g_grads,) = g_vjp(fake_grad)
-    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params)
-
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
-                   "g_gan": g_gan, "g_l1": g_l1}
+               "g_gan": g_gan, "g_l1": g_l1}
+    # As in dcgan.train_step: G's update takes the flag, D's (which G's loss reads) cannot.
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
+                                                   state.g_params, finite)
+
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new, metrics = common.commit_step(state, new, metrics, (d_grads, g_grads))
+    new, metrics = common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"))
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)),
         jnp.float32)
