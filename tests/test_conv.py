@@ -81,7 +81,8 @@ def test_conv_transpose_gradients_agree(shape):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (3, 1, 1), (7, 1, 0), (1, 1, 0), (4, 1, 1), (3, 2, 1)])
+@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (3, 1, 1), (7, 1, 0), (1, 1, 0), (4, 1, 1), (3, 2, 1),
+                                   (6, 3, 2)])
 def test_conv2d_impls_agree_with_grads(k, s, p):
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)), jnp.float32)
@@ -94,6 +95,17 @@ def test_conv2d_impls_agree_with_grads(k, s, p):
     for impl in ("im2col", "col2im", "auto"):
         for a, b in zip(outs[impl], outs["xla"]):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("k,s,c,slices", [(4, 2, 3, 4), (6, 3, 3, 4), (3, 2, 3, 9),
+                                          (4, 2, 16, 16)])
+def test_im2col_builds_narrow_strided_patches_in_space_to_depth_form(k, s, c, slices):
+    # k*k slices of C channels become (k/s)^2 slices of s*s*C when the kernel is a multiple
+    # of the stride and the patch is at most 160 wide (not 3/2: not a multiple; not 4x4x16).
+    x, w = jnp.zeros((1, 12, 12, c)), jnp.zeros((k, k, c, 4))
+    jaxpr = jax.make_jaxpr(lambda x: C.conv2d(x, w, stride=s, padding=1, impl="im2col"))(x)
+    (cat,) = [e for e in jaxpr.eqns if e.primitive.name == "concatenate"]
+    assert len(cat.invars) == slices
 
 
 def test_bad_arguments():
@@ -115,7 +127,14 @@ def test_default_impl_per_backend():
     assert C.default_impl("cpu", out_features=1, patch_features=16 * 512, rows=900) == "col2im"
     # narrow patches (RGB first convs): im2col only with many rows (U-Net at batch 8, not 1)
     assert C.default_impl("cpu", out_features=64, patch_features=4 * 4 * 3, rows=131072) == "im2col"
-    assert C.default_impl("cpu", out_features=64, patch_features=4 * 4 * 3, rows=16384) == "xla"
+    assert C.default_impl("cpu", out_features=64, patch_features=4 * 4 * 3, rows=8192,
+                          kernel=4, stride=2) == "xla"
+    # ... from 16384 rows when strided 4x4 / 2 (space-to-depth patches: the U-Net and the
+    # PatchGAN at batch 1), not for a stride-1 narrow conv of as many rows
+    assert C.default_impl("cpu", out_features=64, patch_features=4 * 4 * 3, rows=16384,
+                          kernel=4, stride=2) == "im2col"
+    assert C.default_impl("cpu", out_features=64, patch_features=3 * 3 * 3, rows=16384,
+                          kernel=3, stride=1) == "xla"
     assert C.default_impl("cpu", out_features=64, patch_features=7 * 7 * 3, rows=65536) == "im2col"
     # wide patches: im2col with many rows (DCGAN at batch 64), XLA's conv with few (batch-1
     # ResNet blocks at 64x64, U-Net inner levels)
