@@ -324,6 +324,32 @@ def test_winograd_conv2d_agrees_with_xla(k, s, p, impl):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5 * scale)
 
 
+@pytest.mark.parametrize("impl", ["winograd2", "winograd"])
+def test_small_strided_winograd_takes_im2col_input_gradient_and_is_exact(impl):
+    # Output 4 x 3 (<= 16 pixels): Winograd forward and kernel gradient, im2col input
+    # gradient; equal to XLA's conv in the gradients and in the gradient penalty's grad of grad.
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((2, 8, 7, 24)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 4, 24, 16)), jnp.float32) * 0.1
+    conv = {name: (lambda x, w, name=name: C.conv2d(x, w, stride=2, padding=1, impl=name))
+            for name in ("xla", impl)}
+    assert "custom_vjp_call" in str(jax.make_jaxpr(conv[impl])(x, w))
+    y, vjp = jax.vjp(conv[impl], x, w)
+    y0, vjp0 = jax.vjp(conv["xla"], x, w)
+    assert y.shape == y0.shape == (2, 4, 3, 16)
+    for a, b in zip((y, *vjp(jnp.cos(y0))), (y0, *vjp0(jnp.cos(y0)))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
+
+    def penalty(w, conv):
+        grad_x = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w))))(x)
+        return jnp.sum(grad_x ** 2)
+
+    got, want = (jax.grad(penalty)(w, conv[name]) for name in (impl, "xla"))
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(want))))
+    assert C.default_impl("cpu", 512, 16 * 256, 1024, 16, kernel=4, stride=2) == "winograd"
+    assert C.default_impl("cpu", 512, 16 * 256, 1024, 64, kernel=4, stride=2) == "im2col"
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("impl", ["winograd2", "winograd3", "winograd4"])
 def test_winograd_conv_transpose_exact(shape, impl):

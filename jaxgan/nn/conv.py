@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxgan.nn.winograd import winograd_conv
+from jaxgan.nn.winograd import winograd_conv, winograd_kernel_grad
 
 Padding = int | Sequence[tuple[int, int]]
 
@@ -100,6 +100,15 @@ _MIN_WINOGRAD_T_IN_PIXELS = 64
 # 64 -> 64 at 32x32, batch 16: 0.045 s XLA, 0.051 s F4; the DCGAN CPU default's 32 -> 64
 # stride-2 conv, 32768 weights, made that 1,500-step run 2 min 17 s -> 2 min 48 s).
 _MIN_WINOGRAD_WEIGHTS = 65536
+# A strided Winograd conv with at most this many output pixels per image takes its input
+# gradient by im2col (in space-to-depth form): the input gradient's output (the input,
+# ho + 1 blocks a side) rounds up to whole tiles, so F(2x2) computes 81 blocks' worth for 25
+# there. DCGAN's D 8 -> 4 (256 -> 512) at batch 64, fwd / input grad / kernel grad in ms,
+# interleaved with the memory held: im2col 24.2-25.9 / 25.5-25.7 / 30.2-35.2, Winograd F2
+# 21.5-21.7 / 40.3-41.0 / 20.7-21.3, its input gradient by im2col 22.7-22.9. With that,
+# Winograd pays for such convs from 1024 rows.
+_MAX_WINOGRAD_DX_PIXELS = 16
+_MIN_WINOGRAD_ROWS_SMALL_STRIDED = 1024
 
 
 def use_winograd(
@@ -109,6 +118,7 @@ def use_winograd(
     out_features: int | None = None,
     patch_features: int | None = None,
     rows: int | None = None,
+    pixels: int | None = None,
 ) -> bool:
     """Whether ``impl="auto"`` computes a convolution by Winograd (``"winograd"``).
 
@@ -116,8 +126,9 @@ def use_winograd(
     space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
     stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
     channels wide, patches wider than 160, at least 65536 kernel weights (patch width x
-    output channels) and 2048 matmul rows (batch x output pixels; 900 for 4-wide kernels).
-    Measured per layer (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
+    output channels) and 2048 matmul rows (batch x output pixels; 900 for 4-wide kernels;
+    1024 for strided convs of at most 16 output ``pixels`` per image, whose input gradient
+    is then im2col's: DCGAN's D 8 -> 4 at batch 64). Measured per layer (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
     PGGAN's 32x32 512-channel conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's
     4x4 stride-1 conv at batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at
     batch 8 (2048 rows) 0.185 s (XLA) -> 0.136 s (F2); torch 1.21, 0.48 and 0.126 s.
@@ -135,7 +146,11 @@ def use_winograd(
     if (patch_features is not None and out_features is not None
             and patch_features * out_features < _MIN_WINOGRAD_WEIGHTS):
         return False
-    return rows >= (_MIN_WINOGRAD_ROWS_4WIDE if blocks == 4 else _MIN_WINOGRAD_ROWS)
+    if blocks == 4:
+        return rows >= _MIN_WINOGRAD_ROWS_4WIDE
+    if stride > 1 and pixels is not None and pixels <= _MAX_WINOGRAD_DX_PIXELS:
+        return rows >= _MIN_WINOGRAD_ROWS_SMALL_STRIDED
+    return rows >= _MIN_WINOGRAD_ROWS
 
 
 def default_impl(
@@ -171,7 +186,7 @@ def default_impl(
         return "xla"
     if rows is None:
         return "im2col"
-    if use_winograd(backend, kernel, stride, out_features, patch_features, rows):
+    if use_winograd(backend, kernel, stride, out_features, patch_features, rows, pixels):
         return "winograd"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
         s2d = kernel is not None and stride > 1 and kernel % stride == 0 and kernel > stride
@@ -398,10 +413,39 @@ def _space_to_depth(x: jax.Array, w: jax.Array, stride: int) -> tuple[jax.Array,
 
 def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
     """VALID cross-correlation by Winograd F(tile, r) (None: chosen per pass); a strided one
-    in space-to-depth form (:func:`_space_to_depth`)."""
+    in space-to-depth form (:func:`_space_to_depth`), with its input gradient by im2col when
+    the output is small (:data:`_MAX_WINOGRAD_DX_PIXELS`)."""
     if stride == 1:
         return winograd_conv(x, w, tile)
+    k = w.shape[0]
+    out_pixels = ((x.shape[1] - k) // stride + 1) * ((x.shape[2] - k) // stride + 1)
+    if out_pixels <= _MAX_WINOGRAD_DX_PIXELS:
+        return _winograd_im2col_dx(x, w, stride, tile)
     return winograd_conv(*_space_to_depth(x, w, stride), tile)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _winograd_im2col_dx(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
+    """A strided conv by Winograd (forward, kernel gradient) whose input gradient is
+    im2col's, both in space-to-depth form. Differentiable again (the gradient penalty)."""
+    return winograd_conv(*_space_to_depth(x, w, stride), tile)
+
+
+def _winograd_im2col_dx_fwd(x, w, stride, tile):
+    return _winograd_im2col_dx(x, w, stride, tile), (x, w)
+
+
+def _winograd_im2col_dx_bwd(stride, tile, res, dy):
+    x, w = res
+    xb, _ = _space_to_depth(x, w, stride)
+    _, to_w = jax.vjp(lambda w: _space_to_depth(x, w, stride)[1], w)
+    (dw,) = to_w(winograd_kernel_grad(xb, dy, tile))
+    _, to_x = jax.vjp(lambda x: _im2col_conv(*_space_to_depth(x, w, stride), 1), x)
+    (dx,) = to_x(dy)
+    return dx, dw
+
+
+_winograd_im2col_dx.defvjp(_winograd_im2col_dx_fwd, _winograd_im2col_dx_bwd)
 
 
 def conv_transpose_output_size(
