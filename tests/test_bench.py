@@ -1,5 +1,6 @@
 """The jaxgan side of experiments/bench/run.py (no torch needed, no timings asserted)."""
 
+import argparse
 import importlib.util
 import pathlib
 import sys
@@ -49,3 +50,24 @@ def test_machine_line_and_peak(bench, monkeypatch):
     assert "cores" in bench.machine_line()
     peak = bench.matmul_peak(n=64, repeats=1)
     assert set(peak) == {"jax"} and peak["jax"] > 0
+
+
+def test_rounds_alternate_frameworks_and_pool_their_steps(bench, monkeypatch):
+    calls = []
+
+    def fake_child(framework, name, args):
+        calls.append(framework)
+        k = len(calls)
+        return {"times": [float(k), float(k) + 0.5], "step_s": k + 0.25, "batch_size": 4,
+                "compile_s": 10.0 * k}
+
+    monkeypatch.setattr(bench, "_run_child", fake_child)
+    args = argparse.Namespace(rounds=3)
+    j, t = bench._alternate_rounds("dcgan64", args, with_torch=True)
+    assert calls == ["jax", "torch", "torch", "jax", "jax", "torch"]
+    assert j["times"] == [1.0, 1.5, 4.0, 4.5, 5.0, 5.5] and j["step_s"] == 4.25
+    assert t["times"] == [2.0, 2.5, 3.0, 3.5, 6.0, 6.5] and t["step_s"] == 3.25
+    assert j["compile_s"] == 10.0  # the first round's (a cold compile)
+    assert j["round_ratios"] == [2.25 / 1.25, 3.25 / 4.25, 6.25 / 5.25]
+    j, t = bench._alternate_rounds("dcgan64", argparse.Namespace(rounds=1), with_torch=False)
+    assert t is None and "round_ratios" not in j

@@ -247,6 +247,30 @@ def _run_child(framework: str, name: str, args: argparse.Namespace) -> dict:
     raise RuntimeError(f"{framework} {name}: the timing process failed (exit {out.returncode})")
 
 
+def _alternate_rounds(name: str, args: argparse.Namespace, with_torch: bool
+                      ) -> tuple[dict, dict | None]:
+    """``args.rounds`` fresh-process timings per framework, alternating (jaxgan first in
+    even rounds, PyTorch in odd ones); each result's ``times`` pools every round's timed
+    steps and ``step_s`` is their median. jaxgan's result also lists ``round_ratios``
+    (PyTorch's median over jaxgan's, per round) and keeps the first round's compile time."""
+    runs: dict[str, list[dict]] = {"jax": [], "torch": []}
+    for r in range(args.rounds):
+        order = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
+        for framework in order:
+            if framework == "jax" or with_torch:
+                runs[framework].append(_run_child(framework, name, args))
+
+    def pooled(results: list[dict]) -> dict:
+        times = [x for res in results for x in res["times"]]
+        return {**results[0], "times": times, "step_s": statistics.median(times)}
+
+    j = pooled(runs["jax"])
+    t = pooled(runs["torch"]) if with_torch else None
+    if with_torch:
+        j["round_ratios"] = [b["step_s"] / a["step_s"] for a, b in zip(runs["jax"], runs["torch"])]
+    return j, t
+
+
 def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
     if framework == "jax":
         w = make_jax_workload(name, impl=args.impl)
@@ -276,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
                     help="keep (as the entry points): glibc keeps freed memory, in both "
                     "frameworks' processes; default: glibc's defaults for both")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="fresh processes per framework and workload, alternating jaxgan and "
+                    "PyTorch (each round's first framework swaps): the step time is the median "
+                    "of all rounds' timed steps, so a slow spell of a shared machine falls on "
+                    "both frameworks")
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -310,10 +339,9 @@ def main(argv: list[str] | None = None) -> None:
            f"{'GFLOP/s':>8s} {'%peak':>6s}")
     print(hdr, flush=True)
     for name in names:
-        j = _run_child("jax", name, args)
+        j, t = _alternate_rounds(name, args, with_torch=torch is not None)
         jax_ips = j["batch_size"] / j["step_s"]
-        if torch is not None:
-            t = _run_child("torch", name, args)
+        if t is not None:
             torch_s, torch_ips = t["step_s"], j["batch_size"] / t["step_s"]
             ratio = jax_ips / torch_ips
         else:
@@ -325,9 +353,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{100 * gfs / peak_f:5.0f}%", flush=True)
         print(f"#   {name}: params G {j['g_params']:,} D {j['d_params']:,}; jax times "
               + " ".join(f"{x:.3f}" for x in j["times"])
-              + ("" if torch is None else "; torch times " + " ".join(
+              + ("" if t is None else "; torch times " + " ".join(
                   f"{x:.3f}" for x in t["times"])
                  + f"; best-time ratio {min(t['times']) / min(j['times']):.3f}")
+              + ("" if args.rounds == 1 else "; ratio per round " + " ".join(
+                  f"{r:.3f}" for r in j.get("round_ratios", [])))
               + f"; load1 {os.getloadavg()[0]:.2f}", flush=True)
         print(f"ratio {name} {ratio:.3f}", flush=True)
 
