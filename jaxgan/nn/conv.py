@@ -104,7 +104,7 @@ _MIN_WINOGRAD_WEIGHTS = 65536
 # gradient by im2col (in space-to-depth form): the input gradient's output (the input,
 # ho + 1 blocks a side) rounds up to whole tiles, so F(2x2) computes 81 blocks' worth for 25
 # there. DCGAN's D 8 -> 4 (256 -> 512) at batch 64, fwd / input grad / kernel grad in ms,
-# interleaved with the memory held: im2col 24.2-25.9 / 25.5-25.7 / 30.2-35.2, Winograd F2
+# interleaved with the memory held: im2col 24.2-25.9 / 25.6-25.7 / 30.9-35.2, Winograd F2
 # 21.5-21.7 / 40.3-41.0 / 20.7-21.3, its input gradient by im2col 22.7-22.9. With that,
 # Winograd pays for such convs from 1024 rows.
 _MAX_WINOGRAD_DX_PIXELS = 16
