@@ -128,7 +128,8 @@ def use_winograd(
     channels wide, patches wider than 160, at least 65536 kernel weights (patch width x
     output channels) and 2048 matmul rows (batch x output pixels; 900 for 4-wide kernels;
     1024 for strided convs of at most 16 output ``pixels`` per image, whose input gradient
-    is then im2col's: DCGAN's D 8 -> 4 at batch 64). Measured per layer (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
+    is then im2col's: DCGAN's D 8 -> 4 at batch 64). Measured per layer
+    (experiments/bench/conv.py, RESULTS.md), fwd + both gradients:
     PGGAN's 32x32 512-channel conv at batch 16 1.57 s (im2col) -> 0.64 s (F4), the PatchGAN's
     4x4 stride-1 conv at batch 8 0.67 s (XLA) -> 0.29 s (F4), the U-Net's 32 -> 16 conv at
     batch 8 (2048 rows) 0.185 s (XLA) -> 0.136 s (F2); torch 1.21, 0.48 and 0.126 s.

@@ -108,7 +108,8 @@ def scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformat
     read by two fusions, one of which overwrites them, and XLA copies every moment buffer
     first (G's 435 MB in pix2pix256_b1). Guarded here, the direction
     ``mu_hat / (sqrt(nu_hat) + eps)`` reads the selected moments, each old buffer is read
-    only by the fusion that overwrites it, and nothing is copied. 12 Adam leaves of 2-8M
+    only by the fusion that overwrites it, and nothing is copied (as long as the result is
+    not selected a second time: :func:`commit_step`'s ``guarded``). 12 Adam leaves of 2-8M
     floats on the 2-core CPU: 114 ms guarded afterwards, 64 ms guarded here, 99 ms undonated.
     Op by op the results equal optax's bit for bit; compiled, XLA may fuse the two forms
     differently (a last-place difference in one of DCGAN's 13 kernels after a step).
