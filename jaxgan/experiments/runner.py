@@ -333,6 +333,7 @@ def run(
     num_steps = int(config.num_steps)
     step_fn = family.make_step(config, mesh, stage)
     fresh = True  # step_fn not run yet (it compiles on its first call)
+    told = False  # said once that freed memory is not held (jaxgan.experiments.memory)
     sample_inputs = family.sample_inputs(config)
     writer = MetricWriter(workdir, step, enabled=is_chief)
     step_key = parallel.replicate(step_key, mesh)
@@ -378,7 +379,12 @@ def run(
                 state, metrics = step_fn(state, batch, step_key)
                 if fresh:
                     jax.block_until_ready(metrics)
-                    memory.hold_freed_memory(True)  # reuse the step's block from now on
+                    # reuse the step's block from now on, where twice the peak fits
+                    if not memory.hold_freed_memory(True) and memory.enabled() and not told:
+                        bar.write("memory: the step's freed memory is not held (twice the "
+                                  "process's peak would not fit in memory): steps page-fault "
+                                  "their temporaries afresh")
+                        told = True
                     fresh = False
                 ok_flag = ok_flag & metrics["finite"].astype(bool)
                 step += 1
