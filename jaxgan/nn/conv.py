@@ -190,7 +190,7 @@ def default_impl(
     if use_winograd(backend, kernel, stride, out_features, patch_features, rows, pixels):
         return "winograd"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
-        s2d = kernel is not None and stride > 1 and kernel % stride == 0 and kernel > stride
+        s2d = kernel is not None and _narrow_space_to_depth(kernel, stride, patch_features)
         return "im2col" if rows >= (_MIN_NARROW_S2D_ROWS if s2d else _MIN_NARROW_IM2COL_ROWS) \
             else "xla"
     if out_features is not None and out_features < _THIN_OUT:
@@ -261,6 +261,13 @@ def _pairs(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((int(a), int(b)), (int(c), int(d)))
 
 
+def _narrow_space_to_depth(kernel: int, stride: int, patch_features: int) -> bool:
+    """Whether im2col builds a conv's patches in space-to-depth form: strided, a kernel a
+    multiple of the stride (and wider: no 1x1 block kernels), a narrow patch (<= 160)."""
+    return (stride > 1 and kernel % stride == 0 and kernel > stride
+            and patch_features <= _MAX_NARROW_PATCH)
+
+
 def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """VALID cross-correlation as patches @ kernel. x: (N, H, W, C), w: (kh, kw, C, O).
 
@@ -271,8 +278,7 @@ def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     3.3 / 5.4 ms; the U-Net's 256x256 first conv at batch 8: 38.6 -> 29.8 ms in all.
     """
     kh, kw, c, o = w.shape
-    if (stride > 1 and kh == kw and kh % stride == 0 and kh > stride
-            and kh * kw * c <= _MAX_NARROW_PATCH):
+    if kh == kw and _narrow_space_to_depth(kh, stride, kh * kw * c):
         xb, wb = _space_to_depth(x, w, stride)
         return _im2col_conv(xb, wb, 1)
     n, h, wd, _ = x.shape
@@ -438,12 +444,9 @@ def _winograd_im2col_dx_fwd(x, w, stride, tile):
 
 def _winograd_im2col_dx_bwd(stride, tile, res, dy):
     x, w = res
-    xb, _ = _space_to_depth(x, w, stride)
-    _, to_w = jax.vjp(lambda w: _space_to_depth(x, w, stride)[1], w)
-    (dw,) = to_w(winograd_kernel_grad(xb, dy, tile))
-    _, to_x = jax.vjp(lambda x: _im2col_conv(*_space_to_depth(x, w, stride), 1), x)
-    (dx,) = to_x(dy)
-    return dx, dw
+    (xb, wb), from_blocks = jax.vjp(lambda x, w: _space_to_depth(x, w, stride), x, w)
+    (dxb,) = jax.vjp(lambda xb: _im2col_conv(xb, wb, 1), xb)[1](dy)
+    return from_blocks((dxb, winograd_kernel_grad(xb, dy, tile)))
 
 
 _winograd_im2col_dx.defvjp(_winograd_im2col_dx_fwd, _winograd_im2col_dx_bwd)
