@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxgan.nn.winograd import winograd_conv, winograd_kernel_grad
+from jaxgan.nn.winograd import matmul, winograd_conv, winograd_kernel_grad
 
 Padding = int | Sequence[tuple[int, int]]
 
@@ -119,10 +119,12 @@ def use_winograd(
     patch_features: int | None = None,
     rows: int | None = None,
     pixels: int | None = None,
+    dtype: jnp.dtype | None = None,
 ) -> bool:
     """Whether ``impl="auto"`` computes a convolution by Winograd (``"winograd"``).
 
-    CPU only (GPU/TPU keep their own convolutions): kernels 2 to 4 wide after the
+    CPU and float32 (or float64) only (GPU/TPU keep their own convolutions; in bfloat16 the tile
+    transforms would round the amplified tile values to 8 bits): kernels 2 to 4 wide after the
     space-to-depth rewrite (``ceil(kernel / stride)``: 3x3 and 4x4 stride 1, 4x4 and 3x3
     stride 2, the sub-pixel form of a kernel-4 stride-2 transposed conv), outputs at least 16
     channels wide, patches wider than 160, at least 65536 kernel weights (patch width x
@@ -136,6 +138,8 @@ def use_winograd(
     """
     backend = backend or jax.default_backend()
     if backend != "cpu" or kernel is None or rows is None:
+        return False
+    if dtype is not None and jnp.finfo(dtype).bits < 32:
         return False
     blocks = -(-kernel // stride)  # kernel width after space-to-depth
     if blocks not in (2, 3, 4):
@@ -162,6 +166,7 @@ def default_impl(
     pixels: int | None = None,
     kernel: int | None = None,
     stride: int = 1,
+    dtype: jnp.dtype | None = None,
 ) -> str:
     """The formulation ``impl="auto"`` picks for a convolution (measured per layer shape:
     experiments/bench/conv.py).
@@ -173,6 +178,7 @@ def default_impl(
       rows: matmul rows, batch x output pixels.
       pixels: output pixels per image.
       kernel, stride: the kernel size and stride (for the Winograd choice).
+      dtype: the activations' dtype (no Winograd below 32 bits; None: float32).
 
     Returns:
       GPU/TPU: ``"xla"`` (cuDNN / the TPU convolution unit). CPU: ``"winograd"`` where
@@ -187,7 +193,7 @@ def default_impl(
         return "xla"
     if rows is None:
         return "im2col"
-    if use_winograd(backend, kernel, stride, out_features, patch_features, rows, pixels):
+    if use_winograd(backend, kernel, stride, out_features, patch_features, rows, pixels, dtype):
         return "winograd"
     if patch_features is not None and patch_features <= _MAX_NARROW_PATCH:
         s2d = kernel is not None and _narrow_space_to_depth(kernel, stride, patch_features)
@@ -208,6 +214,7 @@ def default_transpose_impl(
     in_pixels: int | None = None,
     in_channels: int | None = None,
     batch: int | None = None,
+    dtype: jnp.dtype | None = None,
 ) -> str | None:
     """The formulation ``impl="auto"`` picks for a transposed convolution, or None to leave it
     to :func:`default_impl` for the sub-pixel form's stride-1 convolution.
@@ -229,7 +236,7 @@ def default_transpose_impl(
             and in_channels is not None and batch is not None):
         side = round(in_pixels ** 0.5) + kk  # sub-pixel windows per side (square inputs)
         if use_winograd(backend, kk, 1, stride * stride * (out_channels or _THIN_OUT),
-                        kk * kk * in_channels, batch * side * side):
+                        kk * kk * in_channels, batch * side * side, dtype=dtype):
             return "winograd"
     if kernel % stride or (in_pixels is not None and in_pixels <= kernel * kernel):
         return "col2im"
@@ -245,12 +252,13 @@ def _resolve(
     pixels: int | None = None,
     kernel: int | None = None,
     stride: int = 1,
+    dtype: jnp.dtype | None = None,
 ) -> str:
     if impl not in allowed:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {', '.join(allowed)}")
     if impl == "auto":
         return default_impl(out_features=out_features, patch_features=patch_features, rows=rows,
-                            pixels=pixels, kernel=kernel, stride=stride)
+                            pixels=pixels, kernel=kernel, stride=stride, dtype=dtype)
     return impl
 
 
@@ -293,13 +301,14 @@ def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
             for dx in range(kw)
         ]
         patches = jnp.concatenate(cols, axis=-1)
-    out = jnp.dot(patches.reshape(n * ho * wo, kh * kw * c), w.reshape(kh * kw * c, o))
+    out = matmul(patches.reshape(n * ho * wo, kh * kw * c), w.reshape(kh * kw * c, o))
     return out.reshape(n, ho, wo, o)
 
 
 def _tap_outputs(x: jax.Array, w: jax.Array) -> list[list[jax.Array]]:
     """Every kernel tap applied to every input pixel, one matmul: ``taps[t_y][t_x]`` is the
-    (N, H, W, O) output of tap (t_y, t_x) for (N, H, W, C) inputs.
+    (N, H, W, O) output of tap (t_y, t_x) for (N, H, W, C) inputs, in float32 (or wider) so
+    that the caller sums the taps before rounding to a bfloat16 input's dtype.
 
     The taps are cut apart with ``lax.split``, whose transpose is a concatenate: the
     backward gathers each tap's output gradient in one pass. Slicing them out instead made
@@ -308,7 +317,8 @@ def _tap_outputs(x: jax.Array, w: jax.Array) -> list[list[jax.Array]]:
     """
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
-    z = jnp.dot(x.reshape(n * h * wd, c), w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
+    z = matmul(x.reshape(n * h * wd, c), w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o),
+               out_dtype=jnp.promote_types(x.dtype, jnp.float32))
     parts = lax.split(z.reshape(n, h, wd, kh * kw, o), [1] * (kh * kw), axis=3)
     return [[parts[ty * kw + tx].reshape(n, h, wd, o) for tx in range(kw)] for ty in range(kh)]
 
@@ -325,7 +335,7 @@ def _col2im_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
             part = z[ty][tx][:, ty : ty + (ho - 1) * stride + 1 : stride,
                              tx : tx + (wo - 1) * stride + 1 : stride, :]
             y = part if y is None else y + part
-    return y
+    return y.astype(x.dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -373,7 +383,7 @@ def conv2d(
         (x.shape[1] + sum(pad[0]) - w.shape[0]) // stride + 1) * (
         (x.shape[2] + sum(pad[1]) - w.shape[1]) // stride + 1)
     impl = _resolve(impl, IMPLS, w.shape[-1], w.shape[0] * w.shape[1] * w.shape[2], rows,
-                    rows // x.shape[0], kernel=max(w.shape[:2]), stride=stride)
+                    rows // x.shape[0], kernel=max(w.shape[:2]), stride=stride, dtype=x.dtype)
     if impl == "xla":
         if jax.default_backend() == "cpu" and not any(p for pair in pad for p in pair):
             # XLA:CPU runs convolutions without any padding on a path ~3x slower (3x3 256 ->
@@ -496,7 +506,7 @@ def _col2im_transpose(
     _, h, wd, _ = x.shape
     z = _tap_outputs(x, w)
     span_h, span_w = (h - 1) * stride + 1, (wd - 1) * stride + 1
-    zero = jnp.zeros((), x.dtype)
+    zero = jnp.zeros((), z[0][0].dtype)
     y = None
     for ty in range(k):
         for tx in range(k):
@@ -507,7 +517,7 @@ def _col2im_transpose(
                 (lo_x, wo - lo_x - span_w, stride - 1),
                 (0, 0, 0)))
             y = part if y is None else y + part
-    return y
+    return y.astype(x.dtype)
 
 
 def conv_transpose2d(
@@ -539,10 +549,11 @@ def conv_transpose2d(
     if impl == "auto":
         impl = default_transpose_impl(kernel=k, stride=stride, out_channels=w.shape[-1],
                                       in_pixels=x.shape[1] * x.shape[2],
-                                      in_channels=w.shape[2], batch=x.shape[0]) or "auto"
+                                      in_channels=w.shape[2], batch=x.shape[0],
+                                      dtype=x.dtype) or "auto"
     pixels = (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
     impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2],
-                    x.shape[0] * pixels, pixels)
+                    x.shape[0] * pixels, pixels, dtype=x.dtype)
     n, h, wd, _ = x.shape
     ho = conv_transpose_output_size(h, k, stride, padding, output_padding)
     wo = conv_transpose_output_size(wd, k, stride, padding, output_padding)

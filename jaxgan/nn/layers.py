@@ -51,11 +51,13 @@ def check_norm(norm: str) -> str:
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """InstanceNorm without affine parameters (PyTorch ``InstanceNorm2d`` default).
 
-    Normalises each (sample, channel) over H, W with the biased variance. x: (N, H, W, C).
+    Normalises each (sample, channel) over H, W with the biased variance. x: (N, H, W, C);
+    computed in float32 and returned in x's dtype (bfloat16 under mixed precision).
     """
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + eps)
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = jnp.mean(y, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(y - mean), axis=(1, 2), keepdims=True)
+    return ((y - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 class Norm(nn.Module):
@@ -210,8 +212,12 @@ class EqualizedDense(nn.Module):
 
 
 def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """PixelNorm: ``x * rsqrt(mean(x**2 over the last axis) + eps)``; per pixel (or per latent)."""
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+    """PixelNorm: ``x * rsqrt(mean(x**2 over the last axis) + eps)``; per pixel (or per latent).
+
+    Computed in float32, returned in x's dtype (bfloat16 under mixed precision)."""
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return (y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + eps)
+            ).astype(x.dtype)
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> jax.Array:

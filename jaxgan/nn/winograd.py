@@ -102,6 +102,22 @@ def _combine(coefs, parts):
     return out
 
 
+def dot_general(a: jax.Array, b: jax.Array, dims, out_dtype=None) -> jax.Array:
+    """``lax.dot_general``; bfloat16 (or other low-precision) operands accumulate in float32
+    and are rounded once, to ``out_dtype`` (default: the operands' dtype), as cuDNN and oneDNN
+    do. (XLA:CPU also runs the product itself twice as fast that way: 388 against 182
+    GFLOP/s on this 2-core machine's 2048^3 bfloat16 product; float32: 203.)"""
+    out_dtype = a.dtype if out_dtype is None else jnp.dtype(out_dtype)
+    if jnp.finfo(a.dtype).bits >= 32:
+        return lax.dot_general(a, b, dims).astype(out_dtype)
+    return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+def matmul(a: jax.Array, b: jax.Array, out_dtype=None) -> jax.Array:
+    """``a @ b`` for 2-D operands, accumulated as :func:`dot_general` does."""
+    return dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), out_dtype)
+
+
 # choose_tile: tiles m of n = m + r - 1 points (F(5, 2) only for 2-wide kernels, so n <= 6
 # except the F(4x4, 4x4) of the PatchGAN's stride-1 conv, n = 7); tiles above 2 only where
 # each batched matmul keeps at least this many rows (tiles): F(4x4) lost below ~256. Cost
@@ -179,7 +195,7 @@ def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
     n = m + r - 1
     g = winograd_matrices(m, r)[1]
     mat = jnp.asarray(np.kron(g, g), w.dtype)  # (a, b) x (k, l)
-    u = jnp.dot(mat, w.reshape(r * r, c * o)).reshape(n, n, c, o)
+    u = matmul(mat, w.reshape(r * r, c * o)).reshape(n, n, c, o)
     return u.transpose(1, 0, 2, 3).reshape(n * n, c, o)
 
 
@@ -209,7 +225,7 @@ def _forward(x: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
     ho, wo, th, tw = _tiles(h, wd, m, r)
     v = _input_transform(x, m, r)
     u = _kernel_transform(w, m)
-    prods = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # (n*n, T, O)
+    prods = dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # (n*n, T, O)
     return _output_transform(prods, m, r, nb, th, tw)[:, :ho, :wo]
 
 
@@ -221,10 +237,10 @@ def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int) -> jax.Arra
     g = winograd_matrices(m, r)[1]
     v = _input_transform(x, m, r)
     dm = _output_grad_transform(dy, m, r, th, tw)
-    du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
+    du = dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
     du = du.reshape(n, n, c * o).transpose(1, 0, 2).reshape(n * n, c * o)  # (a, b)
     mat = jnp.asarray(np.kron(g, g).T, x.dtype)  # (k, l) x (a, b)
-    return jnp.dot(mat, du).reshape(r, r, c, o)
+    return matmul(mat, du).reshape(r, r, c, o)
 
 
 def _flip(w: jax.Array) -> jax.Array:
