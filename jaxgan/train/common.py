@@ -9,6 +9,7 @@ several per leaf shape.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ import ml_collections
 import optax
 
 __all__ = [
+    "COMPUTE_DTYPES",
+    "MixedPrecision",
     "adam",
     "apply_model",
     "apply_optimizer",
@@ -33,6 +36,7 @@ __all__ = [
     "jit_bound",
     "jit_init",
     "linear_decay_schedule",
+    "mixed_precision",
     "optimizer_count",
     "scale_by_adam",
     "tree_all_finite",
@@ -214,6 +218,76 @@ def optimizer_count(opt_state: PyTree) -> jax.Array:
     if not found:
         raise ValueError("optimizer state has no 'count' (not an optax adam state?)")
     return found[0][1]
+
+
+#: ``config.model.dtype`` values: the dtype convolutions and activations are computed in.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _cast_floating(tree: PyTree, src: Any, dst: Any) -> PyTree:
+    """Every array leaf of dtype ``src`` cast to ``dst``; other leaves (ints, keys, bools,
+    Python scalars) as they are."""
+    return jax.tree.map(
+        lambda x: x.astype(dst) if getattr(x, "dtype", None) == src else x, tree)
+
+
+class MixedPrecision:
+    """A flax module computed in ``dtype`` (bfloat16) with float32 parameters: mixed precision
+    in the manner of PyTorch AMP and jmp's policies, at the ``apply`` boundary.
+
+    ``init`` is the module's own (float32 parameters). ``apply`` casts the float32
+    parameters and float32 array arguments (images, latents, PGGAN's ``alpha``) to ``dtype``,
+    runs the module, and casts its ``dtype`` outputs back to float32: losses, the optimizer
+    and the parameters stay float32, and gradients reach the parameters in float32 through
+    the casts. BatchNorm statistics are reduced in float32 by flax and its running averages
+    (the ``batch_stats`` collection) are never cast; instance norm and PixelNorm compute in
+    float32 (:mod:`jaxgan.nn.layers`). bfloat16 has float32's exponent range, so no loss
+    scaling is needed (nor used by PyTorch's bfloat16 autocast). Other attributes are the
+    module's.
+    """
+
+    def __init__(self, module: nn.Module, dtype: Any):
+        self.module = module
+        self.dtype = jnp.dtype(dtype)
+
+    def init(self, *args: Any, **kwargs: Any) -> PyTree:
+        return self.module.init(*args, **kwargs)
+
+    def apply(self, variables: Mapping[str, PyTree], *args: Any, **kwargs: Any) -> Any:
+        f32, low = jnp.dtype(jnp.float32), self.dtype
+        variables = dict(variables)
+        variables["params"] = _cast_floating(variables["params"], f32, low)
+        apply_kw = {k: kwargs.pop(k) for k in ("rngs", "mutable", "method") if k in kwargs}
+        out = self.module.apply(variables, *_cast_floating(args, f32, low),
+                                **_cast_floating(kwargs, f32, low), **apply_kw)
+        return _cast_floating(out, low, f32)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def __repr__(self) -> str:
+        return f"MixedPrecision({self.module!r}, dtype={self.dtype.name})"
+
+
+def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision:
+    """``module`` itself for ``"float32"``, else :class:`MixedPrecision` in ``dtype``.
+
+    Raises:
+      ValueError: for a dtype not in :data:`COMPUTE_DTYPES` (``config.model.dtype``).
+    """
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"config.model.dtype={dtype!r} is not a compute dtype; choose one of "
+                         f"{', '.join(COMPUTE_DTYPES)} (bfloat16: mixed precision, parameters "
+                         "and optimizer float32)")
+    if dtype == "float32":
+        return module
+    if jax.default_backend() == "cpu":
+        warnings.warn(
+            f"config.model.dtype={dtype!r} on XLA:CPU computes correctly but slowly: XLA:CPU "
+            "converts to float32 around most bfloat16 operations (DCGAN 64 at batch 64: 1.58 s "
+            "per step against 0.83 s in float32); it is meant for GPUs and TPUs",
+            stacklevel=2)
+    return MixedPrecision(module, dtype)
 
 
 def init_variables(model: nn.Module, key: jax.Array, *args: Any, **kwargs: Any

@@ -62,7 +62,8 @@ def default_config() -> ml_collections.ConfigDict:
       model.generator ('resnet_9blocks'; model.n_blocks / model.num_downs override the
         name's depth when not None), model.discriminator ('basic'; 'n_layers' uses
         model.n_layers_d; 'pixel'), model.ngf / model.ndf (64), model.norm ('instance'),
-        model.use_dropout (False), model.impl (convolution formulation, 'auto').
+        model.use_dropout (False), model.impl (convolution formulation, 'auto'),
+        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
       loss.gan ('lsgan'), loss.lambda_a / loss.lambda_b (10: cycle weights, A->B->A and
         B->A->B), loss.lambda_identity (0.5; 0 disables the identity terms), loss.d_scale
         (0.5: the reference halves each D loss).
@@ -103,12 +104,13 @@ def build_models(config: ml_collections.ConfigDict) -> dict:
     from jaxgan import models
 
     mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
-    return {
+    nets = {
         "g_ab": models.create(mc.generator, **_generator_overrides(mc, a_ch, b_ch)),
         "g_ba": models.create(mc.generator, **_generator_overrides(mc, b_ch, a_ch)),
         "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
         "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
     }
+    return {k: common.mixed_precision(v, mc.dtype) for k, v in nets.items()}
 
 
 def _check_config(config) -> None:

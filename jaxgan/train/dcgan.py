@@ -52,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
       model.latent_dim: nz (100); model.ngf, model.ndf: base widths (64).
       model.impl: convolution formulation for jaxgan.nn ('auto' picks per backend; 'xla',
         'im2col'): the same function, different speed.
+      model.dtype: compute dtype, 'float32' or 'bfloat16' (mixed precision: float32
+        parameters, optimizer and losses; see jaxgan.train.common.MixedPrecision).
       loss.gan: 'vanilla' (BCE with logits; any of jaxgan.losses.GAN_KINDS).
       optimizer.{learning_rate, b1, b2, eps}: Adam for both G and D (2e-4, 0.5, 0.999, 1e-8).
     """
@@ -62,7 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.num_steps = 20_000
     c.model = ml_collections.ConfigDict(
-        {"latent_dim": 100, "ngf": 64, "ndf": 64, "impl": "auto"})
+        {"latent_dim": 100, "ngf": 64, "ndf": 64, "impl": "auto", "dtype": "float32"})
     c.loss = ml_collections.ConfigDict({"gan": "vanilla"})
     c.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
@@ -94,7 +96,8 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
                               impl=config.model.impl)
     d = models.DCGANDiscriminator(resolution=config.image_size, channels=config.channels,
                                   ndf=config.model.ndf, impl=config.model.impl)
-    return g, d
+    dtype = config.model.dtype
+    return common.mixed_precision(g, dtype), common.mixed_precision(d, dtype)
 
 
 def _optimizers(config):

@@ -60,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
       seed: PRNG seed. mirror_augment: random horizontal flip of the reals inside the step
         (False; the reference turns it on for faces).
       model.latent_dim (512), model.fmap_base (8192), model.fmap_max (512),
-        model.mbstd_group_size (4), model.impl (convolution formulation, 'auto').
+        model.mbstd_group_size (4), model.impl (convolution formulation, 'auto'),
+        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
       loss.gp_weight (10), loss.gp_target (1), loss.drift (0.001).
       optimizer.{learning_rate, b1, b2, eps}: Adam (1e-3, 0.0, 0.99, 1e-8) for G and D.
       ema_decay: generator moving average per step (0.999).
@@ -76,7 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.mirror_augment = False
     c.model = ml_collections.ConfigDict({
         "latent_dim": 512, "fmap_base": 8192, "fmap_max": 512, "mbstd_group_size": 4,
-        "impl": "auto"})
+        "impl": "auto", "dtype": "float32"})
     c.loss = ml_collections.ConfigDict({"gp_weight": 10.0, "gp_target": 1.0, "drift": 0.001})
     c.optimizer = ml_collections.ConfigDict({"learning_rate": 1e-3, "b1": 0.0, "b2": 0.99, "eps": 1e-8})
     c.ema_decay = 0.999
@@ -176,7 +177,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     d = models.PGGANDiscriminator(resolution=config.resolution, channels=config.channels,
                                   fmap_base=mc.fmap_base, fmap_max=mc.fmap_max,
                                   mbstd_group_size=mc.mbstd_group_size, impl=mc.impl)
-    return g, d
+    return common.mixed_precision(g, mc.dtype), common.mixed_precision(d, mc.dtype)
 
 
 def _optimizers(config):

@@ -54,7 +54,8 @@ def image_to_image_config(*, generator: str, norm: str, use_dropout: bool,
         "generator": generator, "num_downs": ml_collections.FieldReference(None, field_type=int),
         "n_blocks": ml_collections.FieldReference(None, field_type=int),
         "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": norm, "use_dropout": use_dropout, "impl": "auto"})
+        "ngf": 64, "ndf": 64, "norm": norm, "use_dropout": use_dropout, "impl": "auto",
+        "dtype": "float32"})
     c.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
     c.schedule = ml_collections.ConfigDict(
@@ -78,7 +79,8 @@ def default_config() -> ml_collections.ConfigDict:
       model.discriminator: 'basic' (70x70 PatchGAN), 'n_layers' (with model.n_layers_d)
         or 'pixel'.
       model.ngf, model.ndf (64), model.norm ('batch'), model.use_dropout (True),
-        model.impl (convolution formulation for jaxgan.nn, 'auto' = per backend).
+        model.impl (convolution formulation for jaxgan.nn, 'auto' = per backend),
+        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
       loss.gan ('vanilla'), loss.l1_weight (lambda_L1 = 100), loss.d_scale (0.5, the
         reference's halving of D's loss).
       optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8) for G and D.
@@ -130,7 +132,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
                       **_generator_overrides(mc, config.in_channels, config.out_channels))
     d = models.create(mc.discriminator,
                       **_discriminator_overrides(mc, config.in_channels + config.out_channels))
-    return g, d
+    return common.mixed_precision(g, mc.dtype), common.mixed_precision(d, mc.dtype)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
