@@ -4,11 +4,14 @@ Written from the architecture facts in shared REFERENCE.md ([DC], [CG], [PG]); e
 model's parameter count is asserted against REFERENCE.md (or, for the truncated PGGAN
 stages, against jaxgan's). Each ``*_step`` object does, per call, the same work as the
 corresponding jaxgan fused train step (same losses, D and G updates, Adam, GP with
-``create_graph``, EMA), in float32, NCHW. Importing this module needs torch.
+``create_graph``, EMA), in float32, NCHW; after ``set_autocast("bfloat16")`` their forward
+passes and losses run under ``torch.autocast`` (bfloat16 AMP, as the PyTorch docs prescribe:
+backward passes outside it). Importing this module needs torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -16,6 +19,31 @@ import random
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+_AUTOCAST_DTYPE: torch.dtype | None = None
+
+
+def set_autocast(dtype: str) -> None:
+    """``"float32"``: no autocast; ``"bfloat16"``: forward passes under bfloat16 autocast."""
+    global _AUTOCAST_DTYPE
+    _AUTOCAST_DTYPE = None if dtype == "float32" else getattr(torch, dtype)
+
+
+def amp():
+    """The forward passes' context: ``torch.autocast`` on this device, or nothing."""
+    if _AUTOCAST_DTYPE is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=_AUTOCAST_DTYPE)
+
+
+def to_channels_last(step: object) -> None:
+    """Every module and 4-D input tensor of a step object in channels_last, in place (the
+    optimizers keep their parameters: ``Module.to`` replaces their data, not them)."""
+    for k, v in vars(step).items():
+        if isinstance(v, nn.Module):
+            v.to(memory_format=torch.channels_last)
+        elif isinstance(v, torch.Tensor) and v.dim() == 4:
+            setattr(step, k, v.contiguous(memory_format=torch.channels_last))
 
 
 def count_params(m: nn.Module) -> int:
@@ -104,18 +132,21 @@ class DCGANStep:
 
     def __call__(self):
         z = torch.randn(self.batch, 100)
-        fake = self.g(z)
+        with amp():
+            fake = self.g(z)
         self.od.zero_grad(set_to_none=True)
-        lr_ = self.d(self.real)
-        lf_ = self.d(fake.detach())
-        d_loss = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_))
-                  + F.binary_cross_entropy_with_logits(lf_, torch.zeros_like(lf_)))
+        with amp():
+            lr_ = self.d(self.real)
+            lf_ = self.d(fake.detach())
+            d_loss = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_))
+                      + F.binary_cross_entropy_with_logits(lf_, torch.zeros_like(lf_)))
         d_loss.backward()
         self.od.step()
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d, False)
-        lg = self.d(fake)
-        g_loss = F.binary_cross_entropy_with_logits(lg, torch.ones_like(lg))
+        with amp():
+            lg = self.d(fake)
+            g_loss = F.binary_cross_entropy_with_logits(lg, torch.ones_like(lg))
         g_loss.backward()
         _requires_grad(self.d, True)
         self.og.step()
@@ -224,19 +255,22 @@ class Pix2PixStep:
 
     def __call__(self):
         a, b = self.a, self.b
-        fake = self.g(a)
+        with amp():
+            fake = self.g(a)
         self.od.zero_grad(set_to_none=True)
-        pf = self.d(torch.cat([a, fake.detach()], 1))
-        pr = self.d(torch.cat([a, b], 1))
-        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
-                        + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr)))
+        with amp():
+            pf = self.d(torch.cat([a, fake.detach()], 1))
+            pr = self.d(torch.cat([a, b], 1))
+            d_loss = 0.5 * (F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+                            + F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr)))
         d_loss.backward()
         self.od.step()
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d, False)
-        pg = self.d(torch.cat([a, fake], 1))
-        g_loss = (F.binary_cross_entropy_with_logits(pg, torch.ones_like(pg))
-                  + 100.0 * F.l1_loss(fake, b))
+        with amp():
+            pg = self.d(torch.cat([a, fake], 1))
+            g_loss = (F.binary_cross_entropy_with_logits(pg, torch.ones_like(pg))
+                      + 100.0 * F.l1_loss(fake, b))
         g_loss.backward()
         _requires_grad(self.d, True)
         self.og.step()
@@ -289,15 +323,16 @@ class CycleGANStep:
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d_a, False)
         _requires_grad(self.d_b, False)
-        fake_b = self.g_ab(a)
-        rec_a = self.g_ba(fake_b)
-        fake_a = self.g_ba(b)
-        rec_b = self.g_ab(fake_a)
-        idt_b = self.g_ab(b)
-        idt_a = self.g_ba(a)
-        g_loss = (_mse(self.d_b(fake_b), 1.0) + _mse(self.d_a(fake_a), 1.0)
-                  + 10.0 * F.l1_loss(rec_a, a) + 10.0 * F.l1_loss(rec_b, b)
-                  + 10.0 * 0.5 * F.l1_loss(idt_b, b) + 10.0 * 0.5 * F.l1_loss(idt_a, a))
+        with amp():
+            fake_b = self.g_ab(a)
+            rec_a = self.g_ba(fake_b)
+            fake_a = self.g_ba(b)
+            rec_b = self.g_ab(fake_a)
+            idt_b = self.g_ab(b)
+            idt_a = self.g_ba(a)
+            g_loss = (_mse(self.d_b(fake_b), 1.0) + _mse(self.d_a(fake_a), 1.0)
+                      + 10.0 * F.l1_loss(rec_a, a) + 10.0 * F.l1_loss(rec_b, b)
+                      + 10.0 * 0.5 * F.l1_loss(idt_b, b) + 10.0 * 0.5 * F.l1_loss(idt_a, a))
         g_loss.backward()
         self.og.step()
         _requires_grad(self.d_a, True)
@@ -305,8 +340,9 @@ class CycleGANStep:
         self.od.zero_grad(set_to_none=True)
         pa = self.pool_a.query(fake_a.detach())
         pb = self.pool_b.query(fake_b.detach())
-        d_a = 0.5 * (_mse(self.d_a(a), 1.0) + _mse(self.d_a(pa), 0.0))
-        d_b = 0.5 * (_mse(self.d_b(b), 1.0) + _mse(self.d_b(pb), 0.0))
+        with amp():
+            d_a = 0.5 * (_mse(self.d_a(a), 1.0) + _mse(self.d_a(pa), 0.0))
+            d_b = 0.5 * (_mse(self.d_b(b), 1.0) + _mse(self.d_b(pb), 0.0))
         (d_a + d_b).backward()
         self.od.step()
         return g_loss.item(), (d_a + d_b).item()
@@ -456,21 +492,26 @@ class PGGANStep:
         if s > 0:
             low = _up(_down(real))
             real = low + a * (real - low)
-        with torch.no_grad():
-            fake = self.g(torch.randn(n, 512), s, a)
+        with torch.no_grad(), amp():
+            fake = self.g(torch.randn(n, 512), s, a).float()
         self.od.zero_grad(set_to_none=True)
-        rs = self.d(real, s, a)
-        fs = self.d(fake, s, a)
-        u = torch.rand(n, 1, 1, 1)
-        x_hat = (real + u * (fake - real)).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.d(x_hat, s, a).sum(), x_hat, create_graph=True)
-        gp = 10.0 * torch.mean((grad.reshape(n, -1).norm(dim=1) - 1.0) ** 2)
-        d_loss = fs.mean() - rs.mean() + gp + 0.001 * torch.mean(rs * rs)
+        with amp():
+            rs = self.d(real, s, a)
+            fs = self.d(fake, s, a)
+            u = torch.rand(n, 1, 1, 1)
+            x_hat = (real + u * (fake - real)).requires_grad_(True)
+            d_hat = self.d(x_hat, s, a).sum()
+        # the penalty's gradient outside autocast, its norm inside (the PyTorch AMP recipe)
+        (grad,) = torch.autograd.grad(d_hat, x_hat, create_graph=True)
+        with amp():
+            gp = 10.0 * torch.mean((grad.reshape(n, -1).norm(dim=1) - 1.0) ** 2)
+            d_loss = fs.mean() - rs.mean() + gp + 0.001 * torch.mean(rs * rs)
         d_loss.backward()
         self.od.step()
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d, False)
-        g_loss = -self.d(self.g(torch.randn(n, 512), s, a), s, a).mean()
+        with amp():
+            g_loss = -self.d(self.g(torch.randn(n, 512), s, a), s, a).mean()
         g_loss.backward()
         _requires_grad(self.d, True)
         self.og.step()

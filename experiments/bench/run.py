@@ -2,11 +2,15 @@
 
     python experiments/bench/run.py [--quick] [--workloads dcgan64,pix2pix256_b1,...]
                                     [--repeats N] [--warmup N] [--malloc keep|default]
+                                    [--rounds N] [--dtype float32|bfloat16]
 
 For every workload, each timed in a fresh process of its own, on the same machine: the
 jaxgan fused train step (``make_train_step``: jit, state donated) and a PyTorch step of the
-same architecture, batch and precision (float32) written in
-experiments/bench/_torch_models.py (parameter counts asserted against shared REFERENCE.md).
+same architecture, batch and precision written in experiments/bench/_torch_models.py
+(parameter counts asserted against shared REFERENCE.md). Precision: float32, or with
+``--dtype bfloat16`` mixed precision on both sides: jaxgan's ``model.dtype = "bfloat16"``
+(:class:`jaxgan.train.common.MixedPrecision`) against the PyTorch step under
+``torch.autocast(dtype=torch.bfloat16)`` (AMP; float32 parameters and optimizer in both).
 Prints per workload the median step time after warm-up, images/s, jaxgan's compile time
 (lower + compile of the first call), XLA's cost-analysis FLOPs of the step and the achieved
 GFLOP/s against this machine's measured f32 matmul peak, and the line
@@ -81,7 +85,8 @@ def parse_workload(name: str) -> tuple[str, int, int]:
     return family, int(head[len(family):]), int(b)
 
 
-def make_jax_workload(name: str, impl: str = "auto", seed: int = 0) -> JaxWorkload:
+def make_jax_workload(name: str, impl: str = "auto", seed: int = 0, dtype: str = "float32"
+                      ) -> JaxWorkload:
     """Build the jaxgan state, jitted step and a random batch for a workload."""
     from jaxgan.train import cyclegan, dcgan, pggan, pix2pix
 
@@ -104,6 +109,7 @@ def make_jax_workload(name: str, impl: str = "auto", seed: int = 0) -> JaxWorklo
         stage = pggan.num_stages(cfg) - 1
         batch = {"image": _images(rng, n, size)}
     cfg.model.impl = impl
+    cfg.model.dtype = dtype
     if stage is None:
         state = mod.create_state(cfg, key)
     else:
@@ -156,17 +162,31 @@ def time_jax(w: JaxWorkload, warmup: int, repeats: int) -> dict:
             "step_s": statistics.median(times), "times": times}
 
 
-def make_torch_step(name: str) -> Callable[[], Any]:
+def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
+    """The PyTorch reference step; ``dtype="bfloat16"`` runs its forward passes under
+    autocast (bfloat16 AMP: convolutions and matmuls in bfloat16, float32 parameters and
+    optimizer). On a CUDA machine the step is built on the GPU, in channels_last (cuDNN's
+    fast layout), as jaxgan runs on the GPU there."""
     import _torch_models as T
+    import torch
 
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.set_default_device("cuda")
+        torch.backends.cudnn.benchmark = True
+    T.set_autocast(dtype)
     family, size, n = parse_workload(name)
     if family == "dcgan":
-        return T.DCGANStep(n)
-    if family == "pix2pix":
-        return T.Pix2PixStep(n, size)
-    if family == "cyclegan":
-        return T.CycleGANStep(n, size)
-    return T.PGGANStep(size, n)
+        step = T.DCGANStep(n)
+    elif family == "pix2pix":
+        step = T.Pix2PixStep(n, size)
+    elif family == "cyclegan":
+        step = T.CycleGANStep(n, size)
+    else:
+        step = T.PGGANStep(size, n)
+    if cuda:
+        T.to_channels_last(step)
+    return step
 
 
 def time_torch(step: Callable[[], Any], warmup: int, repeats: int) -> dict:
@@ -236,7 +256,7 @@ def _run_child(framework: str, name: str, args: argparse.Namespace) -> dict:
     """Time one framework on one workload in a fresh process; returns its result dict."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--workloads", name,
            "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--impl", args.impl,
-           "--malloc", args.malloc]
+           "--malloc", args.malloc, "--dtype", args.dtype]
     if args.compile_cache:
         cmd += ["--compile-cache", args.compile_cache]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -273,13 +293,13 @@ def _alternate_rounds(name: str, args: argparse.Namespace, with_torch: bool
 
 def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
     if framework == "jax":
-        w = make_jax_workload(name, impl=args.impl)
+        w = make_jax_workload(name, impl=args.impl, dtype=args.dtype)
         r = time_jax(w, args.warmup, args.repeats)
         return {**r, "batch_size": w.batch_size, "g_params": w.g_params, "d_params": w.d_params}
     torch = require_torch()
     torch.manual_seed(0)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    step = make_torch_step(name)
+    step = make_torch_step(name, args.dtype)
     step()  # one step, then hold freed memory, as for jaxgan (time_jax)
     memory.hold_freed_memory(True)
     return time_torch(step, args.warmup, args.repeats)
@@ -305,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
                     "PyTorch (each round's first framework swaps): the step time is the median "
                     "of all rounds' timed steps, so a slow spell of a shared machine falls on "
                     "both frameworks")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="compute precision of both steps: bfloat16 = jaxgan's model.dtype "
+                    "mixed precision against PyTorch autocast (AMP)")
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -329,7 +352,9 @@ def main(argv: list[str] | None = None) -> None:
           + ("glibc keeps freed memory (both, as the entry points)" if kept
              else "glibc defaults (both)"))
     if torch is not None:
-        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, float32, NCHW")
+        amp = "bfloat16 autocast" if args.dtype == "bfloat16" else "float32"
+        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {amp}, NCHW")
+    print(f"# jaxgan model.dtype {args.dtype}")
     peak = matmul_peak()
     peak_f = max(peak.values())
     print("# f32 matmul peak (2048^3): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
