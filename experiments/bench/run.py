@@ -166,7 +166,8 @@ def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
     """The PyTorch reference step; ``dtype="bfloat16"`` runs its forward passes under
     autocast (bfloat16 AMP: convolutions and matmuls in bfloat16, float32 parameters and
     optimizer). On a CUDA machine the step is built on the GPU, in channels_last (cuDNN's
-    fast layout), as jaxgan runs on the GPU there."""
+    fast layout), with TF32 allowed as in XLA's default precision, as jaxgan runs on the GPU
+    there."""
     import _torch_models as T
     import torch
 
@@ -174,6 +175,9 @@ def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
     if cuda:
         torch.set_default_device("cuda")
         torch.backends.cudnn.benchmark = True
+        # XLA's default precision lets float32 convs and matmuls use TF32 on NVIDIA GPUs
+        # (docs.jax.dev "Matmul precision"); cuDNN's convs already do, PyTorch's matmuls not.
+        torch.backends.cuda.matmul.allow_tf32 = True
     T.set_autocast(dtype)
     family, size, n = parse_workload(name)
     if family == "dcgan":
@@ -239,7 +243,8 @@ def machine_line() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"# {cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
-            f"jax {jax.__version__} ({jax.default_backend()}), load1 {load:.2f}")
+            f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}), "
+            f"load1 {load:.2f}")
 
 
 def require_torch() -> Any:
