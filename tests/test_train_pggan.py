@@ -67,7 +67,7 @@ def test_default_config_is_the_reference():
     c = pggan.default_config()
     assert (c.resolution, c.channels, pggan.num_stages(c)) == (1024, 3, 9)
     assert dict(c.model) == {"latent_dim": 512, "fmap_base": 8192, "fmap_max": 512,
-                             "mbstd_group_size": 4, "impl": "auto"}
+                             "mbstd_group_size": 4, "impl": "auto", "dtype": "float32"}
     assert dict(c.loss) == {"gp_weight": 10.0, "gp_target": 1.0, "drift": 0.001}
     assert dict(c.optimizer) == {"learning_rate": 1e-3, "b1": 0.0, "b2": 0.99, "eps": 1e-8}
     assert c.ema_decay == 0.999
