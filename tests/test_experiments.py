@@ -134,6 +134,18 @@ def test_workdir_of_another_model_is_refused(tmp_path):
         dcgan_exp.train_and_evaluate(c, str(tmp_path))
 
 
+def test_resume_may_change_how_the_model_is_computed(tmp_path):
+    """impl and dtype are not the model: a checkpoint written before model.dtype existed, or
+    with another conv formulation, resumes; another width does not."""
+    sig = {"model": {"latent_dim": 100, "ngf": 64, "ndf": 64, "impl": "auto"}, "image_size": 64}
+    meta = {"family": "dcgan", "signature": sig}
+    now = {**sig, "model": {**sig["model"], "impl": "xla", "dtype": "bfloat16"}}
+    runner.check_signature(tmp_path, meta, "dcgan", now)
+    wider = {**sig, "model": {**sig["model"], "ngf": 128, "dtype": "float32"}}
+    with pytest.raises(runner.WorkdirError, match="'ngf': 64.*'ngf': 128"):
+        runner.check_signature(tmp_path, meta, "dcgan", wider)
+
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

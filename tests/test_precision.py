@@ -209,3 +209,15 @@ def test_auto_never_picks_winograd_below_32_bits():
          "in_channels": 256, "batch": 64}  # DCGAN's 8 -> 16 transposed conv
     assert default_transpose_impl(**t) == "winograd"
     assert default_transpose_impl(**t, dtype=BF16) != "winograd"
+
+
+def test_mixed_precision_wrapper_copies_and_delegates():
+    import copy
+    import pickle
+
+    c = dcgan_config()
+    c.model.dtype = "bfloat16"
+    g, _ = dcgan.build_models(c)
+    for clone in (copy.deepcopy(g), pickle.loads(pickle.dumps(g))):
+        assert clone.dtype == BF16 and clone.resolution == g.resolution == 16
+    assert "bfloat16" in repr(g)

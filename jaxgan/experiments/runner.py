@@ -250,11 +250,25 @@ class Checkpointer:
         self.manager.close()
 
 
+#: ``config.model`` fields that choose how a model is computed, not what it is: a run may
+#: resume with other values (XLA's convolutions on a GPU, bfloat16 there), and checkpoints
+#: written before a field existed still resume.
+COMPUTE_FIELDS = ("impl", "dtype")
+
+
+def _model_identity(signature: Any) -> Any:
+    if isinstance(signature, dict) and isinstance(signature.get("model"), dict):
+        model = {k: v for k, v in signature["model"].items() if k not in COMPUTE_FIELDS}
+        return {**signature, "model": model}
+    return signature
+
+
 def check_signature(workdir: Path, meta: dict, family: str, signature: dict) -> None:
-    """Refuse to resume a checkpoint of another family or model."""
+    """Refuse to resume a checkpoint of another family or model (:data:`COMPUTE_FIELDS`
+    aside)."""
     theirs = (meta.get("family"), meta.get("signature"))
     ours = (family, json.loads(json.dumps(signature)))
-    if theirs != ours:
+    if (theirs[0], _model_identity(theirs[1])) != (ours[0], _model_identity(ours[1])):
         raise WorkdirError(
             f"workdir {workdir} holds a checkpoint of {theirs[0]} with model {theirs[1]}, "
             f"but this run is {family} with model {ours[1]}. Use another --workdir to start "

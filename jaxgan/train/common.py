@@ -263,6 +263,8 @@ class MixedPrecision:
         return _cast_floating(out, low, f32)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "module":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.module, name)
 
     def __repr__(self) -> str:
