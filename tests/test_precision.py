@@ -124,13 +124,25 @@ def _step_both(module, small_config, state_fn, batch, lr):
         if k != "finite":
             np.testing.assert_allclose(float(m16[k]), float(m32[k]), rtol=5e-2, atol=5e-2,
                                        err_msg=k)
-    # Adam's first step moves each parameter by +-lr (sign of its gradient): the bfloat16
-    # gradients may flip only signs, so the new parameters differ by at most 2 lr.
+    # Adam's first step moves each parameter by -lr * g / (|g| + eps): by -lr * sign(g)
+    # wherever |g| >> eps. So the two steps' moves compare the gradients' signs: in each
+    # network, >= 85% of the parameters that float32 moves by more than lr / 2 move the same
+    # way in bfloat16 (gradients unrelated to float32's would agree on half; CycleGAN's
+    # generators, whose L1 cycle and identity gradients are signs of small differences,
+    # agree on 88.6%, the others on more).
+    s0 = state_fn(small_config())
     params = [k for k in vars(s32) if k.endswith("params") and "ema" not in k]
     assert params
     for k in params:
-        for a, b in zip(_floats(getattr(s32, k)), _floats(getattr(s16, k)), strict=True):
-            assert float(jnp.max(jnp.abs(a - b))) <= 2 * lr * 1.001, k
+        same = moved = 0
+        for p0, a, b in zip(_floats(getattr(s0, k)), _floats(getattr(s32, k)),
+                            _floats(getattr(s16, k)), strict=True):
+            d32, d16 = np.asarray(a - p0), np.asarray(b - p0)
+            assert np.max(np.abs(d16)) <= lr * 1.001, k
+            big = np.abs(d32) > lr / 2
+            moved += int(big.sum())
+            same += int((np.sign(d16[big]) == np.sign(d32[big])).sum())
+        assert moved > 0 and same >= 0.85 * moved, (k, same, moved)
     return s16, m16
 
 
@@ -164,8 +176,20 @@ def test_pggan_step_in_bfloat16_mid_fade():
     _step_both(pggan, pggan_config, state, {"image": images(5, 8)}, c.optimizer.learning_rate)
 
 
+def test_configs_saved_before_model_dtype_build_float32_models():
+    """A checkpoint's config from before the field (restored for evaluation) means float32."""
+    for family, config in ((dcgan, dcgan_config), (pix2pix, pix2pix_config),
+                           (cyclegan, cyclegan_config), (pggan, pggan_config)):
+        c = config()
+        del c.model["dtype"]
+        nets = family.build_models(c)
+        for net in (nets.values() if isinstance(nets, dict) else nets):
+            assert not isinstance(net, common.MixedPrecision)
+
+
 def test_norms_compute_in_float32_and_keep_the_dtype():
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16)) * 30 + 100  # large mean
+    # a large mean over a small spread: bfloat16 statistics would be off by ~0.35 std
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16)) * 3 + 1000
     for f in (instance_norm, pixel_norm):
         y16 = f(x.astype(BF16))
         assert y16.dtype == BF16

@@ -218,12 +218,15 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
     try:
         import torch
 
-        ta = torch.randn(n, n)
+        cuda = torch.cuda.is_available()  # where make_torch_step puts the steps
+        ta = torch.randn(n, n, device="cuda" if cuda else "cpu")
         ta @ ta
         ts = []
         for _ in range(repeats):
             t = time.perf_counter()
             ta @ ta
+            if cuda:
+                torch.cuda.synchronize()
             ts.append(time.perf_counter() - t)
         out["torch"] = 2 * n**3 / min(ts) / 1e9
     except ImportError:
@@ -358,12 +361,15 @@ def main(argv: list[str] | None = None) -> None:
              else "glibc defaults (both)"))
     if torch is not None:
         amp = "bfloat16 autocast" if args.dtype == "bfloat16" else "float32"
-        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {amp}, NCHW")
+        where = ("CUDA, channels_last, TF32" if torch.cuda.is_available()
+                 else f"{torch.get_num_threads()} threads, NCHW")
+        print(f"# torch {torch.__version__}, {where}, {amp}")
     print(f"# jaxgan model.dtype {args.dtype}")
     peak = matmul_peak()
     peak_f = max(peak.values())
     print("# f32 matmul peak (2048^3): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
-                                                    for k, v in peak.items()), flush=True)
+                                                    for k, v in peak.items())
+          + ("; %peak below is against it" if args.dtype != "float32" else ""), flush=True)
     hdr = (f"{'workload':16s} {'jax s':>8s} {'jax img/s':>9s} {'torch s':>8s} "
            f"{'torch img/s':>11s} {'ratio':>6s} {'compile s':>9s} {'GFLOP':>8s} "
            f"{'GFLOP/s':>8s} {'%peak':>6s}")

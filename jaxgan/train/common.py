@@ -29,6 +29,7 @@ __all__ = [
     "check_image_batch",
     "check_key",
     "commit_step",
+    "compute_dtype",
     "ema_update",
     "freeze",
     "guard_finite",
@@ -269,6 +270,12 @@ class MixedPrecision:
 
     def __repr__(self) -> str:
         return f"MixedPrecision({self.module!r}, dtype={self.dtype.name})"
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> str:
+    """``config.model.dtype``; ``"float32"`` for configs saved before the field existed (a
+    checkpoint's config, restored for evaluation)."""
+    return config.model.get("dtype", "float32")
 
 
 def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision:

@@ -110,7 +110,8 @@ def build_models(config: ml_collections.ConfigDict) -> dict:
         "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
         "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
     }
-    return {k: common.mixed_precision(v, mc.dtype) for k, v in nets.items()}
+    dtype = common.compute_dtype(config)
+    return {k: common.mixed_precision(v, dtype) for k, v in nets.items()}
 
 
 def _check_config(config) -> None:
