@@ -9,6 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_train_cyclegan import small_config as cyclegan_config
+from test_train_dcgan import FAST_COMPILE
+from test_train_dcgan import small_config as dcgan_config
+from test_train_pggan import small_config as pggan_config
+from test_train_pix2pix import small_config as _pix2pix_test_config
 
 from jaxgan.nn import conv2d, conv_transpose2d, instance_norm, pixel_norm
 from jaxgan.nn.conv import default_impl, default_transpose_impl, use_winograd
@@ -17,42 +22,13 @@ from jaxgan.train import common, cyclegan, dcgan, pggan, pix2pix
 F32, BF16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
 # the CPU's slowness warning is tested once, below
 pytestmark = pytest.mark.filterwarnings("ignore:config.model.dtype='bfloat16' on XLA")
-N = 8
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-def dcgan_config():
-    c = dcgan.default_config()
-    c.model.impl = "xla"  # the cheapest to compile
-    c.image_size, c.channels, c.batch_size = 16, 1, N
-    c.model.ngf = c.model.ndf = 8
-    return c
+N = 8  # the families' test configs' batch
 
 
 def pix2pix_config():
-    c = pix2pix.default_config()
-    c.model.impl = "xla"  # the cheapest to compile
-    c.image_size, c.batch_size, c.model.num_downs = 32, N, 5
-    c.model.ngf = c.model.ndf = 8
-    return c
-
-
-def cyclegan_config():
-    c = cyclegan.default_config()
-    c.model.impl = "xla"  # the cheapest to compile
-    c.image_size, c.batch_size, c.pool_size, c.model.n_blocks = 32, N, 4, 1
-    c.model.discriminator = "pixel"
-    c.model.ngf = c.model.ndf = 8
-    return c
-
-
-def pggan_config():
-    c = pggan.default_config()
-    c.model.impl = "xla"  # the cheapest to compile
-    c.resolution = 8
-    c.model.latent_dim, c.model.fmap_base, c.model.fmap_max = 16, 64, 16
-    c.schedule.fade_kimg = c.schedule.stable_kimg = 0.032
-    c.schedule.batch_size_per_stage = (N, N)
+    """test_train_pix2pix's config at 32x32 (one level fewer): half the compile time."""
+    c = _pix2pix_test_config()
+    c.image_size, c.model.num_downs = 32, 5
     return c
 
 
