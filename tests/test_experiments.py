@@ -146,6 +146,27 @@ def test_resume_may_change_how_the_model_is_computed(tmp_path):
         runner.check_signature(tmp_path, meta, "dcgan", wider)
 
 
+def test_checkpoint_config_without_newer_fields_restores_with_their_defaults(tmp_path):
+    """A checkpoint written before a config field existed (model.dtype, eval_inception):
+    restoring it without a config (``python -m jaxgan.evaluate``) takes those fields from the
+    family's defaults and keeps every value the checkpoint has."""
+    c = tiny_dcgan()
+    c.num_steps = c.checkpoint_every = 1
+    trained = dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    meta_file = tmp_path / "checkpoints" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["model"]["dtype"], meta["config"]["eval_inception"]
+    meta_file.write_text(json.dumps(meta))
+    state, step, config = runner.restore_latest(dcgan_exp.family(), None, str(tmp_path))
+    assert step == 1
+    assert config.model.dtype == "float32" and config.eval_inception == ""
+    assert (config.model.ngf, config.image_size, config.data.source) == (4, 16, "digits:16")
+    assert_states_equal(state, trained)
+    without = runner.Family(**{**vars(dcgan_exp.family()), "default_config": None})
+    with pytest.raises(AttributeError, match="dtype"):  # what the defaults are for
+        runner.restore_latest(without, None, str(tmp_path))
+
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -152,17 +152,6 @@ def test_pggan_step_in_bfloat16_mid_fade():
     _step_both(pggan, pggan_config, state, {"image": images(5, 8)}, c.optimizer.learning_rate)
 
 
-def test_configs_saved_before_model_dtype_build_float32_models():
-    """A checkpoint's config from before the field (restored for evaluation) means float32."""
-    for family, config in ((dcgan, dcgan_config), (pix2pix, pix2pix_config),
-                           (cyclegan, cyclegan_config), (pggan, pggan_config)):
-        c = config()
-        del c.model["dtype"]
-        nets = family.build_models(c)
-        for net in (nets.values() if isinstance(nets, dict) else nets):
-            assert not isinstance(net, common.MixedPrecision)
-
-
 def test_norms_compute_in_float32_and_keep_the_dtype():
     # a large mean over a small spread: bfloat16 statistics would be off by ~0.35 std
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16)) * 3 + 1000

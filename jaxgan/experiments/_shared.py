@@ -114,7 +114,8 @@ def paired_signature(config: ml_collections.ConfigDict) -> dict:
             "in_channels": config.in_channels, "out_channels": config.out_channels}
 
 
-def paired_family(name: str, train_module: Any, render: Callable) -> Any:
+def paired_family(name: str, train_module: Any, render: Callable,
+                  default_config: Callable[[], ml_collections.ConfigDict]) -> Any:
     """The runner.Family of a conditional family (no stages, {"A", "B"} batches)."""
     from jaxgan.experiments import runner
 
@@ -127,6 +128,7 @@ def paired_family(name: str, train_module: Any, render: Callable) -> Any:
         render_samples=render,
         signature=paired_signature,
         grid_columns=1,
+        default_config=default_config,
     )
 
 

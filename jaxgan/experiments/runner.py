@@ -71,6 +71,9 @@ class Family:
       signature: (config) -> a JSON-able description of the model, checked on resume.
       batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
       grid_columns: images per row of a sample grid (None: square).
+      default_config: optional () -> the entry point's default config. A checkpoint's saved
+        config restored without a config (``restore_latest(family, None, ...)``) takes the
+        fields it lacks from it: fields added to jaxgan after the checkpoint was written.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Family:
     batch_sizes: Callable[[ml_collections.ConfigDict], list[int]] = (
         lambda config: [int(config.batch_size)])
     grid_columns: int | None = None
+    default_config: Callable[[], ml_collections.ConfigDict] | None = None
 
 
 def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
@@ -479,7 +483,7 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
             raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
         meta = ckpt.meta(step)
         if config is None:
-            config = ml_collections.ConfigDict(meta["config"])
+            config = saved_config(family, meta["config"])
         check_signature(path, meta, family.name, family.signature(config))
         template = family.create_state(config, jax.random.key(0), int(meta.get("stage", 0)))
         out = ckpt.manager.restore(
@@ -487,6 +491,24 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
         return out["state"], step, config
     finally:
         ckpt.close()
+
+
+def saved_config(family: Family, saved: dict) -> ml_collections.ConfigDict:
+    """A checkpoint's saved config (a JSON dict) as a ConfigDict, with the fields it lacks
+    taken from ``family.default_config()``: a checkpoint written before a field existed
+    (``model.dtype``, say) reads as the field's default, which keeps the old behaviour.
+    Values the checkpoint has win, lists and all."""
+    if family.default_config is None:
+        return ml_collections.ConfigDict(saved)
+
+    def merge(default: dict, ours: dict) -> dict:
+        out = dict(default)
+        for k, v in ours.items():
+            both = isinstance(v, dict) and isinstance(default.get(k), dict)
+            out[k] = merge(default[k], v) if both else v
+        return out
+
+    return ml_collections.ConfigDict(merge(family.default_config().to_dict(), saved))
 
 
 def checkpoint_family(workdir: str) -> str:

@@ -29,10 +29,10 @@ __all__ = [
     "check_image_batch",
     "check_key",
     "commit_step",
-    "compute_dtype",
     "ema_update",
     "freeze",
     "guard_finite",
+    "in_compute_dtype",
     "init_variables",
     "jit_bound",
     "jit_init",
@@ -272,12 +272,6 @@ class MixedPrecision:
         return f"MixedPrecision({self.module!r}, dtype={self.dtype.name})"
 
 
-def compute_dtype(config: ml_collections.ConfigDict) -> str:
-    """``config.model.dtype``; ``"float32"`` for configs saved before the field existed (a
-    checkpoint's config, restored for evaluation)."""
-    return config.model.get("dtype", "float32")
-
-
 def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision:
     """``module`` itself for ``"float32"``, else :class:`MixedPrecision` in ``dtype``.
 
@@ -297,6 +291,15 @@ def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision
             "per step against 0.83 s in float32); it is meant for GPUs and TPUs",
             stacklevel=2)
     return MixedPrecision(module, dtype)
+
+
+def in_compute_dtype(config: ml_collections.ConfigDict, nets: tuple | dict) -> tuple | dict:
+    """A family's networks (a tuple or dict of modules) through :func:`mixed_precision` in
+    ``config.model.dtype``; the same container back."""
+    dtype = config.model.dtype
+    if isinstance(nets, dict):
+        return {k: mixed_precision(v, dtype) for k, v in nets.items()}
+    return tuple(mixed_precision(v, dtype) for v in nets)
 
 
 def init_variables(model: nn.Module, key: jax.Array, *args: Any, **kwargs: Any

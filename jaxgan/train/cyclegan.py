@@ -104,14 +104,12 @@ def build_models(config: ml_collections.ConfigDict) -> dict:
     from jaxgan import models
 
     mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
-    nets = {
+    return common.in_compute_dtype(config, {
         "g_ab": models.create(mc.generator, **_generator_overrides(mc, a_ch, b_ch)),
         "g_ba": models.create(mc.generator, **_generator_overrides(mc, b_ch, a_ch)),
         "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
         "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
-    }
-    dtype = common.compute_dtype(config)
-    return {k: common.mixed_precision(v, dtype) for k, v in nets.items()}
+    })
 
 
 def _check_config(config) -> None:

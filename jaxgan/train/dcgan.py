@@ -96,8 +96,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
                               impl=config.model.impl)
     d = models.DCGANDiscriminator(resolution=config.image_size, channels=config.channels,
                                   ndf=config.model.ndf, impl=config.model.impl)
-    dtype = common.compute_dtype(config)
-    return common.mixed_precision(g, dtype), common.mixed_precision(d, dtype)
+    return common.in_compute_dtype(config, (g, d))
 
 
 def _optimizers(config):

@@ -177,8 +177,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     d = models.PGGANDiscriminator(resolution=config.resolution, channels=config.channels,
                                   fmap_base=mc.fmap_base, fmap_max=mc.fmap_max,
                                   mbstd_group_size=mc.mbstd_group_size, impl=mc.impl)
-    dtype = common.compute_dtype(config)
-    return common.mixed_precision(g, dtype), common.mixed_precision(d, dtype)
+    return common.in_compute_dtype(config, (g, d))
 
 
 def _optimizers(config):

@@ -132,8 +132,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
                       **_generator_overrides(mc, config.in_channels, config.out_channels))
     d = models.create(mc.discriminator,
                       **_discriminator_overrides(mc, config.in_channels + config.out_channels))
-    dtype = common.compute_dtype(config)
-    return common.mixed_precision(g, dtype), common.mixed_precision(d, dtype)
+    return common.in_compute_dtype(config, (g, d))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
