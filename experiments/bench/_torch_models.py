@@ -23,6 +23,12 @@ from torch.nn import functional as F
 _AUTOCAST_DTYPE: torch.dtype | None = None
 
 
+def device() -> str:
+    """Where the bench's PyTorch steps run: ``"cuda"`` when PyTorch sees a GPU, else
+    ``"cpu"`` (the one place that decides)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def set_autocast(dtype: str) -> None:
     """``"float32"``: no autocast; ``"bfloat16"``: forward passes under bfloat16 autocast."""
     global _AUTOCAST_DTYPE
@@ -33,7 +39,7 @@ def amp():
     """The forward passes' context: ``torch.autocast`` on this device, or nothing."""
     if _AUTOCAST_DTYPE is None:
         return contextlib.nullcontext()
-    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=_AUTOCAST_DTYPE)
+    return torch.autocast(device(), dtype=_AUTOCAST_DTYPE)
 
 
 def to_channels_last(step: object) -> None:

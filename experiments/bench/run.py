@@ -168,10 +168,10 @@ def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
     optimizer). On a CUDA machine the step is built on the GPU, in channels_last (cuDNN's
     fast layout), with TF32 allowed as in XLA's default precision, as jaxgan runs on the GPU
     there."""
-    import _torch_models as T
     import torch
 
-    cuda = torch.cuda.is_available()
+    T = torch_models()
+    cuda = T.device() == "cuda"
     if cuda:
         torch.set_default_device("cuda")
         torch.backends.cudnn.benchmark = True
@@ -218,14 +218,14 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
     try:
         import torch
 
-        cuda = torch.cuda.is_available()  # where make_torch_step puts the steps
-        ta = torch.randn(n, n, device="cuda" if cuda else "cpu")
+        device = torch_models().device()  # where make_torch_step puts the steps
+        ta = torch.randn(n, n, device=device)
         ta @ ta
         ts = []
         for _ in range(repeats):
             t = time.perf_counter()
             ta @ ta
-            if cuda:
+            if device == "cuda":
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t)
         out["torch"] = 2 * n**3 / min(ts) / 1e9
@@ -248,6 +248,16 @@ def machine_line() -> str:
     return (f"# {cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
             f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}), "
             f"load1 {load:.2f}")
+
+
+def torch_models() -> Any:
+    """The PyTorch reference models, ``experiments/bench/_torch_models.py`` (imports torch)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _torch_models
+
+    return _torch_models
 
 
 def require_torch() -> Any:
@@ -306,7 +316,6 @@ def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
         return {**r, "batch_size": w.batch_size, "g_params": w.g_params, "d_params": w.d_params}
     torch = require_torch()
     torch.manual_seed(0)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     step = make_torch_step(name, args.dtype)
     step()  # one step, then hold freed memory, as for jaxgan (time_jax)
     memory.hold_freed_memory(True)
@@ -361,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
              else "glibc defaults (both)"))
     if torch is not None:
         amp = "bfloat16 autocast" if args.dtype == "bfloat16" else "float32"
-        where = ("CUDA, channels_last, TF32" if torch.cuda.is_available()
+        where = ("CUDA, channels_last, TF32" if torch_models().device() == "cuda"
                  else f"{torch.get_num_threads()} threads, NCHW")
         print(f"# torch {torch.__version__}, {where}, {amp}")
     print(f"# jaxgan model.dtype {args.dtype}")
