@@ -71,3 +71,11 @@ def test_rounds_alternate_frameworks_and_pool_their_steps(bench, monkeypatch):
     assert j["round_ratios"] == [2.25 / 1.25, 3.25 / 4.25, 6.25 / 5.25]
     j, t = bench._alternate_rounds("dcgan64", argparse.Namespace(rounds=1), with_torch=False)
     assert t is None and "round_ratios" not in j
+
+
+def test_gpu_check_script_parses():
+    """experiments/bench/gpu_check.sh (the device command) is valid bash."""
+    import subprocess
+
+    script = _PATH.parent / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
