@@ -167,6 +167,38 @@ def test_checkpoint_config_without_newer_fields_restores_with_their_defaults(tmp
         runner.restore_latest(without, None, str(tmp_path))
 
 
+def test_model_field_added_since_a_checkpoint_counts_as_its_default(tmp_path):
+    """A checkpoint whose signature lacks a model field (written before it existed) resumes
+    with that field at the family's default, and is refused with another value."""
+    ours = dcgan_exp.family().signature(tiny_dcgan())
+    old = json.loads(json.dumps(ours))
+    del old["model"]["ndf"]  # as if ndf were added to jaxgan after this checkpoint
+    meta = {"family": "dcgan", "signature": old}
+    defaults = runner.default_signature(dcgan_exp.family())
+    assert defaults["model"]["ndf"] == 64
+    ours["model"]["ndf"] = 64
+    runner.check_signature(tmp_path, meta, "dcgan", ours, defaults)
+    with pytest.raises(runner.WorkdirError, match="holds a checkpoint of dcgan"):
+        runner.check_signature(tmp_path, meta, "dcgan", ours)  # no defaults: refused
+    ours["model"]["ndf"] = 32
+    with pytest.raises(runner.WorkdirError, match="'ndf': 32"):
+        runner.check_signature(tmp_path, meta, "dcgan", ours, defaults)
+
+
+@pytest.mark.parametrize("exp", [dcgan_exp, pix2pix_exp, cyclegan_exp, pggan_exp],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_every_family_restores_missing_fields_from_its_library_defaults(exp):
+    from jaxgan.train import cyclegan, dcgan, pggan, pix2pix
+
+    train = {"dcgan": dcgan, "pix2pix": pix2pix, "cyclegan": cyclegan, "pggan": pggan}
+    defaults = train[exp.family().name].default_config()
+    config = runner.saved_config(exp.family(), {"seed": 7, "model": {"impl": "xla"}})
+    assert config.seed == 7 and config.model.impl == "xla"
+    assert config.model.dtype == "float32"
+    assert {**config.model.to_dict(), "impl": "auto"} == defaults.model.to_dict()
+    assert config.log_every == 50  # a loop field, from add_run_fields
+
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -114,8 +114,7 @@ def paired_signature(config: ml_collections.ConfigDict) -> dict:
             "in_channels": config.in_channels, "out_channels": config.out_channels}
 
 
-def paired_family(name: str, train_module: Any, render: Callable,
-                  default_config: Callable[[], ml_collections.ConfigDict]) -> Any:
+def paired_family(name: str, train_module: Any, render: Callable) -> Any:
     """The runner.Family of a conditional family (no stages, {"A", "B"} batches)."""
     from jaxgan.experiments import runner
 
@@ -128,7 +127,7 @@ def paired_family(name: str, train_module: Any, render: Callable,
         render_samples=render,
         signature=paired_signature,
         grid_columns=1,
-        default_config=default_config,
+        default_config=train_module.default_config,
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan.configs import cyclegan as C
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import cyclegan as T
 
@@ -28,7 +27,7 @@ def _render(config, state, inputs):
 
 
 def family() -> runner.Family:
-    return _shared.paired_family("cyclegan", T, _render, C.get_config)
+    return _shared.paired_family("cyclegan", T, _render)
 
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from jaxgan.configs import dcgan as C
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import dcgan as T
 
@@ -46,7 +45,7 @@ def family() -> runner.Family:
         signature=lambda config: {"model": config.model.to_dict(),
                                   "image_size": config.image_size,
                                   "channels": config.channels},
-        default_config=C.get_config,
+        default_config=T.default_config,
     )
 
 

@@ -18,7 +18,6 @@ import math
 import jax
 import ml_collections
 
-from jaxgan.configs import pggan as C
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import pggan as T
 
@@ -106,7 +105,7 @@ def family() -> runner.Family:
         signature=lambda config: {"model": config.model.to_dict(),
                                   "resolution": config.resolution,
                                   "channels": config.channels},
-        default_config=C.get_config,
+        default_config=T.default_config,
     )
 
 

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan.configs import pix2pix as C
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import pix2pix as T
 
@@ -33,7 +32,7 @@ def _render(config, state, pairs):
 
 
 def family() -> runner.Family:
-    return _shared.paired_family("pix2pix", T, _render, C.get_config)
+    return _shared.paired_family("pix2pix", T, _render)
 
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:

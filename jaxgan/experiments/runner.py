@@ -71,9 +71,12 @@ class Family:
       signature: (config) -> a JSON-able description of the model, checked on resume.
       batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
       grid_columns: images per row of a sample grid (None: square).
-      default_config: optional () -> the entry point's default config. A checkpoint's saved
-        config restored without a config (``restore_latest(family, None, ...)``) takes the
-        fields it lacks from it: fields added to jaxgan after the checkpoint was written.
+      default_config: optional () -> the family's library defaults
+        (``jaxgan.train.<family>.default_config``). A checkpoint written before a config
+        field existed reads as having that field at its default: its saved config (restored
+        by ``restore_latest(family, None, ...)``) and its model signature (checked on resume)
+        take the fields they lack from these defaults, with the loop fields' own
+        (:func:`jaxgan.configs.add_run_fields`).
     """
 
     name: str
@@ -267,10 +270,30 @@ def _model_identity(signature: Any) -> Any:
     return signature
 
 
-def check_signature(workdir: Path, meta: dict, family: str, signature: dict) -> None:
+def _merge(default: Any, saved: Any) -> Any:
+    """``saved`` with the keys it lacks, at any depth, taken from ``default`` (JSON dicts)."""
+    if not (isinstance(default, dict) and isinstance(saved, dict)):
+        return saved
+    return {**default, **{k: _merge(default.get(k), v) for k, v in saved.items()}}
+
+
+def _defaults(family: Family) -> ml_collections.ConfigDict | None:
+    if family.default_config is None:
+        return None
+    from jaxgan.configs import add_run_fields
+
+    return add_run_fields(family.default_config(), source="", num_steps=0)
+
+
+def check_signature(workdir: Path, meta: dict, family: str, signature: dict,
+                    defaults: dict | None = None) -> None:
     """Refuse to resume a checkpoint of another family or model (:data:`COMPUTE_FIELDS`
-    aside)."""
-    theirs = (meta.get("family"), meta.get("signature"))
+    aside). ``defaults``: the family's signature at its default config; the checkpoint's
+    takes the fields it lacks from it (fields added since it was written)."""
+    saved = meta.get("signature")
+    if defaults is not None:
+        saved = _merge(json.loads(json.dumps(defaults)), saved)
+    theirs = (meta.get("family"), saved)
     ours = (family, json.loads(json.dumps(signature)))
     if (theirs[0], _model_identity(theirs[1])) != (ours[0], _model_identity(ours[1])):
         raise WorkdirError(
@@ -334,7 +357,7 @@ def run(
     stage = 0
     if start is not None:
         meta = ckpt.meta(start)
-        check_signature(workdir, meta, family.name, signature)
+        check_signature(workdir, meta, family.name, signature, default_signature(family))
         stage = int(meta.get("stage", 0))
     if is_chief:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -484,7 +507,8 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
         meta = ckpt.meta(step)
         if config is None:
             config = saved_config(family, meta["config"])
-        check_signature(path, meta, family.name, family.signature(config))
+        check_signature(path, meta, family.name, family.signature(config),
+                        default_signature(family))
         template = family.create_state(config, jax.random.key(0), int(meta.get("stage", 0)))
         out = ckpt.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
@@ -495,20 +519,19 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
 
 def saved_config(family: Family, saved: dict) -> ml_collections.ConfigDict:
     """A checkpoint's saved config (a JSON dict) as a ConfigDict, with the fields it lacks
-    taken from ``family.default_config()``: a checkpoint written before a field existed
-    (``model.dtype``, say) reads as the field's default, which keeps the old behaviour.
-    Values the checkpoint has win, lists and all."""
-    if family.default_config is None:
+    taken from the family's library defaults (:attr:`Family.default_config`): a checkpoint
+    written before a field existed (``model.dtype``, say) reads as the field's default,
+    which keeps the old behaviour. Values the checkpoint has win, lists and all."""
+    defaults = _defaults(family)
+    if defaults is None:
         return ml_collections.ConfigDict(saved)
+    return ml_collections.ConfigDict(_merge(defaults.to_dict(), saved))
 
-    def merge(default: dict, ours: dict) -> dict:
-        out = dict(default)
-        for k, v in ours.items():
-            both = isinstance(v, dict) and isinstance(default.get(k), dict)
-            out[k] = merge(default[k], v) if both else v
-        return out
 
-    return ml_collections.ConfigDict(merge(family.default_config().to_dict(), saved))
+def default_signature(family: Family) -> dict | None:
+    """The family's model signature at its default config (None without defaults)."""
+    defaults = _defaults(family)
+    return None if defaults is None else family.signature(defaults)
 
 
 def checkpoint_family(workdir: str) -> str:
