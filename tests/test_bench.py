@@ -73,6 +73,36 @@ def test_rounds_alternate_frameworks_and_pool_their_steps(bench, monkeypatch):
     assert t is None and "round_ratios" not in j
 
 
+def test_a_failed_workload_is_reported_and_the_rest_still_run(bench, monkeypatch, capsys):
+    """On a GPU the parent lets XLA allocate on demand and the timing processes get the
+    caller's environment; a workload whose process fails prints ``ratio <name> nan``, the
+    next one still runs, and the exit status says which failed."""
+    import os
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    envs = []
+
+    def fake_child(framework, name, args):
+        envs.append(args.child_env)
+        if name == "dcgan64":
+            raise RuntimeError("jax dcgan64: the timing process failed (exit 1)")
+        return {"times": [0.5], "step_s": 0.5, "batch_size": 1, "compile_s": 1.0,
+                "flops": 1e9, "g_params": 1, "d_params": 1}
+
+    monkeypatch.setattr(bench, "_run_child", fake_child)
+    try:
+        with pytest.raises(SystemExit, match="failed: dcgan64"):
+            bench.main(["--workloads", "dcgan64,pix2pix256_b1", "--no-torch", "--malloc",
+                        "default", "--repeats", "1"])
+        assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    finally:
+        os.environ.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+    assert envs and all("XLA_PYTHON_CLIENT_PREALLOCATE" not in e for e in envs)
+    out = capsys.readouterr().out
+    assert "ratio dcgan64 nan" in out and "ratio pix2pix256_b1 nan" in out  # no torch: nan
+    assert "pix2pix256_b1       0.500" in out
+
+
 def test_gpu_check_script_parses():
     """experiments/bench/gpu_check.sh (the device command) is valid bash."""
     import subprocess

@@ -29,6 +29,19 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def use_device() -> str:
+    """Set PyTorch up to run on :func:`device` and return it. On CUDA: new tensors on the GPU,
+    ``cudnn.benchmark``, and TF32 allowed for matmuls: XLA's default precision lets float32
+    convs and matmuls use TF32 on NVIDIA GPUs (docs.jax.dev "Matmul precision"); cuDNN's
+    convs already do, PyTorch's matmuls not."""
+    where = device()
+    if where == "cuda":
+        torch.set_default_device("cuda")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return where
+
+
 def set_autocast(dtype: str) -> None:
     """``"float32"``: no autocast; ``"bfloat16"``: forward passes under bfloat16 autocast."""
     global _AUTOCAST_DTYPE

@@ -167,17 +167,9 @@ def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
     autocast (bfloat16 AMP: convolutions and matmuls in bfloat16, float32 parameters and
     optimizer). On a CUDA machine the step is built on the GPU, in channels_last (cuDNN's
     fast layout), with TF32 allowed as in XLA's default precision, as jaxgan runs on the GPU
-    there."""
-    import torch
-
+    there (:func:`_torch_models.use_device`)."""
     T = torch_models()
-    cuda = T.device() == "cuda"
-    if cuda:
-        torch.set_default_device("cuda")
-        torch.backends.cudnn.benchmark = True
-        # XLA's default precision lets float32 convs and matmuls use TF32 on NVIDIA GPUs
-        # (docs.jax.dev "Matmul precision"); cuDNN's convs already do, PyTorch's matmuls not.
-        torch.backends.cuda.matmul.allow_tf32 = True
+    cuda = T.use_device() == "cuda"
     T.set_autocast(dtype)
     family, size, n = parse_workload(name)
     if family == "dcgan":
@@ -218,7 +210,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
     try:
         import torch
 
-        device = torch_models().device()  # where make_torch_step puts the steps
+        device = torch_models().use_device()  # as make_torch_step: TF32 on CUDA
         ta = torch.randn(n, n, device=device)
         ta @ ta
         ts = []
@@ -277,7 +269,8 @@ def _run_child(framework: str, name: str, args: argparse.Namespace) -> dict:
            "--malloc", args.malloc, "--dtype", args.dtype]
     if args.compile_cache:
         cmd += ["--compile-cache", args.compile_cache]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env=getattr(args, "child_env", None))
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -362,6 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print("RESULT " + json.dumps(_child(args.child, names[0], args)), flush=True)
         return
+    # This process only measures the matmul peak. On a GPU, XLA would take 75% of its
+    # memory up front, which the timing processes need: it allocates on demand here, and
+    # the timing processes run with the caller's environment (XLA's default).
+    args.child_env = dict(os.environ)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     torch = None if args.no_torch else require_torch()
 
     print(machine_line())
@@ -383,8 +381,15 @@ def main(argv: list[str] | None = None) -> None:
            f"{'torch img/s':>11s} {'ratio':>6s} {'compile s':>9s} {'GFLOP':>8s} "
            f"{'GFLOP/s':>8s} {'%peak':>6s}")
     print(hdr, flush=True)
+    failed = []
     for name in names:
-        j, t = _alternate_rounds(name, args, with_torch=torch is not None)
+        try:
+            j, t = _alternate_rounds(name, args, with_torch=torch is not None)
+        except RuntimeError as e:  # the others still run; the exit status says so
+            failed.append(name)
+            print(f"# {name}: {e}", flush=True)
+            print(f"ratio {name} nan", flush=True)
+            continue
         jax_ips = j["batch_size"] / j["step_s"]
         if t is not None:
             torch_s, torch_ips = t["step_s"], j["batch_size"] / t["step_s"]
@@ -405,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r:.3f}" for r in j.get("round_ratios", [])))
               + f"; load1 {os.getloadavg()[0]:.2f}", flush=True)
         print(f"ratio {name} {ratio:.3f}", flush=True)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)} (their processes' output is above)")
 
 
 if __name__ == "__main__":
