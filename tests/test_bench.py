@@ -1,4 +1,5 @@
-"""The jaxgan side of experiments/bench/run.py (no torch needed, no timings asserted)."""
+"""The jaxgan side of experiments/bench/run.py and conv.py (no torch needed, no timings
+asserted)."""
 
 import argparse
 import importlib.util
@@ -12,13 +13,44 @@ import pytest
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "bench" / "run.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("jaxgan_bench_run", _PATH)
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("jaxgan_bench_run", _PATH)
+
+
+@pytest.fixture(scope="module")
+def conv_bench():
+    return _load("jaxgan_bench_conv", _PATH.with_name("conv.py"))
+
+
+def test_conv_bench_times_with_freed_memory_held_then_released(conv_bench, monkeypatch):
+    # As run.py and the entry points: the first call untimed with glibc's defaults, then
+    # the memory held for the rest, and released again (also on an error) before the next
+    # layer compiles.
+    events = []
+    monkeypatch.setattr(conv_bench.memory, "hold_freed_memory",
+                        lambda hold: events.append(f"hold={hold}"))
+    assert conv_bench._timed(lambda: events.append("call"), repeats=3) >= 0.0
+    assert events == ["call", "hold=True"] + ["call"] * 4 + ["hold=False"]
+
+    events.clear()
+
+    def fails():
+        events.append("call")
+        if len(events) > 2:
+            raise RuntimeError("layer failed")
+
+    with pytest.raises(RuntimeError, match="layer failed"):
+        conv_bench._timed(fails, repeats=3)
+    assert events == ["call", "hold=True", "call", "hold=False"]
 
 
 def test_parse_workloads(bench):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.experiments import memory
 from jaxgan.nn import conv as C
 
 # name, kind, batch, H, C_in, C_out, kernel, stride, padding, output_padding
@@ -88,14 +89,22 @@ def auto_choice(layer) -> str:
                           pixels=ho * ho, kernel=k, stride=s)
 
 
-def _time(fn, *args, repeats):
-    out = fn(*args)
-    jax.block_until_ready(out)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t0)
+def _timed(call, repeats):
+    """Median seconds of ``call()`` (which waits for its results): one untimed call, then
+    freed memory held as the entry points and run.py hold it (``--malloc keep``), one more
+    untimed call and ``repeats`` timed ones; the memory is released again afterwards,
+    before the next layer's compile."""
+    call()
+    memory.hold_freed_memory(True)
+    try:
+        call()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            ts.append(time.perf_counter() - t0)
+    finally:
+        memory.hold_freed_memory(False)
     return statistics.median(ts)
 
 
@@ -113,7 +122,7 @@ def bench_jax(layer, impl, repeats):
         return jnp.sum(y * y)
 
     f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-    return _time(f, x, w, repeats=repeats)
+    return _timed(lambda: jax.block_until_ready(f(x, w)), repeats)
 
 
 def bench_torch(layer, repeats):
@@ -133,13 +142,7 @@ def bench_torch(layer, repeats):
         y = m(x)
         (y * y).sum().backward()
 
-    step()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return _timed(step, repeats)
 
 
 def main():
@@ -150,7 +153,13 @@ def main():
                     help="comma-separated formulations to time")
     ap.add_argument("--dilated", action="store_true",
                     help="also time the lhs-dilated transposed conv (pathological: up to ~1 min)")
+    ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                    help="keep (as the entry points and run.py): glibc keeps freed memory for "
+                         "reuse while a layer is timed, in both frameworks; default: glibc's "
+                         "defaults (every call page-faults its big blocks afresh)")
     args = ap.parse_args()
+    kept = args.malloc == "keep" and memory.keep_freed_memory()  # before jax's threads
+    print(f"# malloc: {'freed memory kept while timing' if kept else 'glibc defaults'}")
     print(f"# {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
           f"jax {jax.__version__}, load1 {os.getloadavg()[0]:.2f}")
     try:
