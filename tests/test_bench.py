@@ -14,6 +14,8 @@ _PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "bench" / 
 
 
 def _load(name: str, path: pathlib.Path):
+    if str(path.parent) not in sys.path:  # conv.py imports run.py beside it, as a script does
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up

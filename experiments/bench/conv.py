@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from run import time_calls  # experiments/bench/run.py, beside this script
 
 from jaxgan.experiments import memory
 from jaxgan.nn import conv as C
@@ -90,22 +89,17 @@ def auto_choice(layer) -> str:
 
 
 def _timed(call, repeats):
-    """Median seconds of ``call()`` (which waits for its results): one untimed call, then
-    freed memory held as the entry points and run.py hold it (``--malloc keep``), one more
-    untimed call and ``repeats`` timed ones; the memory is released again afterwards,
-    before the next layer's compile."""
+    """Median seconds of ``call()`` (which waits for its results), timed as run.py times a
+    step: one untimed call, then freed memory held as the entry points hold it
+    (``--malloc keep``), one more untimed call and ``repeats`` timed ones
+    (:func:`run.time_calls`). The memory is released again afterwards, before the next
+    layer's compile."""
     call()
     memory.hold_freed_memory(True)
     try:
-        call()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            call()
-            ts.append(time.perf_counter() - t0)
+        return time_calls(call, 1, repeats)["step_s"]
     finally:
         memory.hold_freed_memory(False)
-    return statistics.median(ts)
 
 
 def bench_jax(layer, impl, repeats):

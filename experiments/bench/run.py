@@ -185,13 +185,16 @@ def make_torch_step(name: str, dtype: str = "float32") -> Callable[[], Any]:
     return step
 
 
-def time_torch(step: Callable[[], Any], warmup: int, repeats: int) -> dict:
+def time_calls(call: Callable[[], Any], warmup: int, repeats: int) -> dict:
+    """``warmup`` untimed and ``repeats`` timed calls of ``call``, which must wait for its
+    results (the PyTorch steps return python floats; conv.py's jax calls block): the median
+    and every time, in seconds."""
     for _ in range(warmup):
-        step()
+        call()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        step()  # returns python floats: synchronous
+        call()
         times.append(time.perf_counter() - t)
     return {"step_s": statistics.median(times), "times": times}
 
@@ -312,7 +315,7 @@ def _child(framework: str, name: str, args: argparse.Namespace) -> dict:
     step = make_torch_step(name, args.dtype)
     step()  # one step, then hold freed memory, as for jaxgan (time_jax)
     memory.hold_freed_memory(True)
-    return time_torch(step, args.warmup, args.repeats)
+    return time_calls(step, args.warmup, args.repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
