@@ -402,6 +402,68 @@ def test_winograd_is_exact_to_every_order_in_float64(m, r):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("k,h,w", [(4, 11, 13), (4, 12, 10), (3, 11, 12)])
+def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w):
+    # winograd_conv(x, w_blocks, m, block=2) reads the space-to-depth form from x in place;
+    # the same sums as on the written-out blocks (odd sizes: a zero-padded last block),
+    # bit for bit, forward and both gradients, the input gradient back in x's shape.
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((2, h, w, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
+    wb = C._kernel_to_depth(kernel, 2)
+    xb = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+    xb = xb.reshape(2, -(-h // 2), 2, -(-w // 2), 2, 3).transpose(0, 1, 3, 2, 4, 5)
+    xb = xb.reshape(2, -(-h // 2), -(-w // 2), 12)
+    y, vjp = jax.vjp(jax.jit(lambda x, wb: W.winograd_conv(x, wb, m, 2)), x, wb)
+    y0, vjp0 = jax.vjp(jax.jit(lambda xb, wb: W.winograd_conv(xb, wb, m)), xb, wb)
+    np.testing.assert_array_equal(y, y0)
+    dy = jnp.cos(y)
+    (dx, dwb), (dxb, dwb0) = vjp(dy), vjp0(dy)
+    np.testing.assert_array_equal(dwb, dwb0)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dx, W._unblock(dxb, 2, h, w))
+    with pytest.raises(ValueError, match=r"space-to-depth form \(block 2\) has 12"):
+        W.winograd_conv(x, kernel, m, 2)
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("k,size", [(4, 9), (4, 12), (3, 11)])
+def test_strided_winograd_is_exact_to_every_order_in_float64(impl, k, size):
+    # The blocked strided conv (conv2d's Winograd path for strides > 1, outputs over 16
+    # pixels) against XLA's strided conv in float64: forward, gradients and the gradient
+    # penalty's grad of grad, to 1e-10.
+    if hasattr(jax, "enable_x64"):
+        x64 = jax.enable_x64(True)
+    else:  # jax < 0.8
+        from jax.experimental import enable_x64
+
+        x64 = enable_x64()
+    with x64:
+        rng = np.random.default_rng(8)
+        x = jnp.asarray(rng.standard_normal((2, size, size + 1, 3)))
+        ws = [jnp.asarray(rng.standard_normal((k, k, 3, 4)) * 0.3),
+              jnp.asarray(rng.standard_normal((3, 3, 4, 2)) * 0.3)]
+
+        def critic(impl, ws, x):
+            h = jnp.tanh(C.conv2d(x, ws[0], stride=2, padding=1, impl=impl))
+            return jnp.sum(jnp.tanh(C.conv2d(h, ws[1], padding=1, impl="xla")) ** 2)
+
+        def gp(impl):
+            def loss(ws, x):
+                g = jax.grad(lambda x: critic(impl, ws, x))(x)
+                return jnp.sum(g**2) + critic(impl, ws, x)
+            return jax.jit(jax.grad(loss, argnums=(0, 1)))(ws, x)
+
+        assert "custom_vjp_call" in str(jax.make_jaxpr(
+            lambda x: C.conv2d(x, ws[0], stride=2, padding=1, impl=impl))(x))
+        np.testing.assert_allclose(C.conv2d(x, ws[0], stride=2, padding=1, impl=impl),
+                                   C.conv2d(x, ws[0], stride=2, padding=1, impl="xla"),
+                                   rtol=1e-12, atol=1e-12)
+        for a, b in zip(jax.tree.leaves(gp(impl)), jax.tree.leaves(gp("xla"))):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("impl,rtol", [("winograd2", 2e-4), ("winograd4", 1e-3)])
 def test_winograd_gradient_penalty_float32(impl, rtol):
     # F(4x4) rounds more than F(2x2) (larger transform coefficients): through the penalty's

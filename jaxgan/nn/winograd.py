@@ -168,27 +168,48 @@ def _strided(x: jax.Array, axis: int, start: int, count: int, step: int) -> jax.
 
 
 def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
-               out_axis: int) -> jax.Array:
+               out_axis: int, block: int = 1) -> jax.Array:
     """``out[a] = sum_u mat[a, u] * x[start u, stride step, count entries along axis]``,
-    stacked as a new axis at ``out_axis``: one fusion, zero coefficients skipped."""
-    parts = [_strided(x, axis, u, count, step) for u in range(mat.shape[1])]
-    return jnp.stack([_combine(row, parts) for row in mat], axis=out_axis)
+    stacked as a new axis at ``out_axis``: one fusion, zero coefficients skipped.
+
+    With ``block`` s > 1, ``x`` is read as its space-to-depth form along ``axis`` (blocks of
+    s entries, the phase p of each becoming an axis just before the channels): ``u`` steps
+    whole blocks, and each phase's sum is stacked at axis -2, so the blocked input is never
+    written out."""
+    rows = []
+    for row in mat:
+        phases = []
+        for p in range(block):
+            parts = [_strided(x, axis, block * u + p, count, block * step)
+                     for u in range(mat.shape[1])]
+            phases.append(_combine(row, parts))
+        rows.append(phases[0] if block == 1 else jnp.stack(phases, axis=-2))
+    return jnp.stack(rows, axis=out_axis)
 
 
-def _tile_transform(x: jax.Array, mat: np.ndarray, m: int, th: int, tw: int) -> jax.Array:
-    """``mat d mat^T`` of the th x tw tiles (stride m) of padded ``x``: a rows pass, then a
-    columns pass; (n*n, N*th*tw, C), ordered (b, a) (column, row)."""
-    rows = _transform(x, mat, 1, th, m, 0)  # (a, N, th, W, C)
-    v = _transform(rows, mat, 3, tw, m, 0)  # (b, a, N, th, tw, C)
-    return v.reshape(mat.shape[0] ** 2, x.shape[0] * th * tw, x.shape[-1])
+def _tile_transform(x: jax.Array, mat: np.ndarray, m: int, th: int, tw: int,
+                    block: int = 1) -> jax.Array:
+    """``mat d mat^T`` of the th x tw tiles (stride m) of padded ``x``, or of its
+    space-to-depth form with ``block`` s > 1: a rows pass, then a columns pass;
+    (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row), channels (phase y, phase x, C)."""
+    rows = _transform(x, mat, 1, th, m, 0, block)  # (a, N, th, W, [py,] C)
+    v = _transform(rows, mat, 3, tw, m, 0, block)  # (b, a, N, th, tw, [py, px,] C)
+    return v.reshape(mat.shape[0] ** 2, x.shape[0] * th * tw, block * block * x.shape[-1])
 
 
-def _input_transform(x: jax.Array, m: int, r: int) -> jax.Array:
-    """``B^T d B`` of every input tile, (n*n, N*th*tw, C), ordered (b, a) (column, row)."""
+def _blocks(size: int, block: int) -> int:
+    """Blocks a side of the space-to-depth form (zero-padded to whole blocks)."""
+    return -(-size // block)
+
+
+def _input_transform(x: jax.Array, m: int, r: int, block: int = 1) -> jax.Array:
+    """``B^T d B`` of every input tile (of the space-to-depth form of ``x`` with ``block``
+    s > 1), (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row)."""
     _, h, w, _ = x.shape
-    _, _, th, tw = _tiles(h, w, m, r)
-    x = jnp.pad(x, ((0, 0), (0, th * m + r - 1 - h), (0, tw * m + r - 1 - w), (0, 0)))
-    return _tile_transform(x, winograd_matrices(m, r)[2], m, th, tw)
+    _, _, th, tw = _tiles(_blocks(h, block), _blocks(w, block), m, r)
+    x = jnp.pad(x, ((0, 0), (0, block * (th * m + r - 1) - h),
+                    (0, block * (tw * m + r - 1) - w), (0, 0)))
+    return _tile_transform(x, winograd_matrices(m, r)[2], m, th, tw, block)
 
 
 def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
@@ -220,24 +241,30 @@ def _output_grad_transform(dy: jax.Array, m: int, r: int, th: int, tw: int) -> j
     return _tile_transform(dy, winograd_matrices(m, r)[0].T, m, th, tw)
 
 
-def _forward(x: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
+def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int) -> jax.Array:
     r = w.shape[0]
-    nb, h, wd, _ = x.shape
-    m = _tile(m, nb, h - r + 1, wd - r + 1, r)
-    ho, wo, th, tw = _tiles(h, wd, m, r)
-    v = _input_transform(x, m, r)
+    nb, h, wd, c = x.shape
+    if w.shape[2] != block * block * c:
+        raise ValueError(
+            f"winograd_conv: the kernel has {w.shape[2]} input channels but the input's "
+            f"space-to-depth form (block {block}) has {block * block * c}: pass a kernel of "
+            f"shape (r, r, {block * block * c}, C_out)")
+    hb, wb = _blocks(h, block), _blocks(wd, block)
+    m = _tile(m, nb, hb - r + 1, wb - r + 1, r)
+    ho, wo, th, tw = _tiles(hb, wb, m, r)
+    v = _input_transform(x, m, r, block)
     u = _kernel_transform(w, m)
     prods = dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # (n*n, T, O)
     return _output_transform(prods, m, r, nb, th, tw)[:, :ho, :wo]
 
 
-def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int) -> jax.Array:
+def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int) -> jax.Array:
     m = _tile(m, dy.shape[0], dy.shape[1], dy.shape[2], r)
     n = m + r - 1
-    c, o = x.shape[-1], dy.shape[-1]
-    _, _, th, tw = _tiles(x.shape[1], x.shape[2], m, r)
+    c, o = block * block * x.shape[-1], dy.shape[-1]
+    _, _, th, tw = _tiles(_blocks(x.shape[1], block), _blocks(x.shape[2], block), m, r)
     g = winograd_matrices(m, r)[1]
-    v = _input_transform(x, m, r)
+    v = _input_transform(x, m, r, block)
     dm = _output_grad_transform(dy, m, r, th, tw)
     du = dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
     du = du.reshape(n, n, c * o).transpose(1, 0, 2).reshape(n * n, c * o)  # (a, b)
@@ -250,60 +277,82 @@ def _flip(w: jax.Array) -> jax.Array:
     return w[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None) -> jax.Array:
-    """The adjoint of ``winograd_conv(., w)`` applied to ``dy``: the full correlation of
-    ``dy`` with the flipped, in/out-swapped kernel (itself a Winograd conv)."""
+def _unblock(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
+    """Depth-to-space: (N, hb, wb, s*s*C), channels (phase y, phase x, C), to the (N, h, w, C)
+    it was cut from (the zero padding to whole blocks cropped off)."""
+    if block == 1:
+        return xb
+    n, hb, wb, cb = xb.shape
+    c = cb // (block * block)
+    x = xb.reshape(n, hb, wb, block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, hb * block, wb * block, c)[:, :h, :w]
+
+
+def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None, block: int,
+                     in_shape: tuple[int, ...]) -> jax.Array:
+    """The adjoint of ``winograd_conv(., w, m, block)`` applied to ``dy``: the full
+    correlation of ``dy`` with the flipped, in/out-swapped kernel (itself a Winograd conv),
+    back from space-to-depth form to the input's ``in_shape``."""
     r = w.shape[0]
     full = jnp.pad(dy, ((0, 0), (r - 1, r - 1), (r - 1, r - 1), (0, 0)))
-    return winograd_conv(full, _flip(w), m)
+    return _unblock(winograd_conv(full, _flip(w), m), block, in_shape[1], in_shape[2])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None) -> jax.Array:
-    """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int = 1) -> jax.Array:
+    """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r), of ``x`` or of its
+    space-to-depth form.
 
     Args:
       x: (N, H, W, C_in), already padded.
-      w: (r, r, C_in, C_out).
+      w: (r, r, C_in, C_out); with ``block`` s > 1, (r, r, s*s*C_in, C_out).
       m: output tile size (2: F(2, r)). Larger tiles do fewer multiplies with larger rounding.
         None: :func:`choose_tile` for each convolution of the forward and backward passes
         (the input gradient's output is the input's size, often odd where the forward's is
         even).
+      block: s > 1 convolves the space-to-depth form of ``x`` instead: ``x`` zero-padded to
+        whole s x s blocks, each block one pixel of s*s*C_in channels ordered (row phase,
+        column phase, C_in). The tile transforms read ``x`` itself (the blocked input is
+        never written out) and the input gradient comes back in ``x``'s shape. A strided
+        convolution is this with the kernel cut into blocks too (jaxgan.nn.conv).
     Returns:
-      (N, H - r + 1, W - r + 1, C_out), equal to ``lax.conv_general_dilated(x, w, (1, 1),
-      'VALID')`` up to float32 rounding.
+      (N, Hb - r + 1, Wb - r + 1, C_out) with Hb = ceil(H / s), equal to
+      ``lax.conv_general_dilated(x_blocks, w, (1, 1), 'VALID')`` up to float32 rounding.
     """
-    return _forward(x, w, m)
+    return _forward(x, w, m, block)
 
 
-def _conv_fwd(x, w, m):
-    return _forward(x, w, m), (x, w)
+def _conv_fwd(x, w, m, block):
+    return _forward(x, w, m, block), (x, w)
 
 
-def _conv_bwd(m, res, dy):
+def _conv_bwd(m, block, res, dy):
     x, w = res
-    return _transposed_conv(dy, w, m), winograd_kernel_grad(x, dy, m)
+    return (_transposed_conv(dy, w, m, block, x.shape),
+            winograd_kernel_grad(x, dy, m, block))
 
 
 winograd_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None,
+                         block: int = 1) -> jax.Array:
     """The kernel gradient of :func:`winograd_conv`: ``dw[k, l, c, o] = sum x[n, i + k, j + l, c]
-    dy[n, i, j, o]``, shape (r, r, C_in, C_out) with r = H - H_out + 1."""
-    return _kernel_grad(x, dy, m, x.shape[1] - dy.shape[1] + 1)
+    dy[n, i, j, o]`` (x in space-to-depth form with ``block`` > 1), shape (r, r, s*s*C_in,
+    C_out) with r = ceil(H / s) - H_out + 1."""
+    return _kernel_grad(x, dy, m, _blocks(x.shape[1], block) - dy.shape[1] + 1, block)
 
 
-def _kgrad_fwd(x, dy, m):
-    return winograd_kernel_grad(x, dy, m), (x, dy)
+def _kgrad_fwd(x, dy, m, block):
+    return winograd_kernel_grad(x, dy, m, block), (x, dy)
 
 
-def _kgrad_bwd(m, res, dw):
+def _kgrad_bwd(m, block, res, dw):
     x, dy = res
     # linear in x: d/dx <dw, kgrad(x, dy)> = the transposed correlation of dy with dw;
     # linear in dy: the correlation of x with dw.
-    return _transposed_conv(dy, dw, m), winograd_conv(x, dw, m)
+    return _transposed_conv(dy, dw, m, block, x.shape), winograd_conv(x, dw, m, block)
 
 
 winograd_kernel_grad.defvjp(_kgrad_fwd, _kgrad_bwd)
