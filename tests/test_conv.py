@@ -428,6 +428,37 @@ def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w)
 
 
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("k,s,p,op", [(4, 2, 1, 0), (3, 2, 1, 1)])
+def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, p, op):
+    # The transposed conv's Winograd path (sub-pixel form) against XLA's lhs-dilated conv
+    # in float64: forward, gradients and a penalty's grad of grad through it, to 1e-10.
+    if hasattr(jax, "enable_x64"):
+        x64 = jax.enable_x64(True)
+    else:  # jax < 0.8
+        from jax.experimental import enable_x64
+
+        x64 = enable_x64()
+    with x64:
+        rng = np.random.default_rng(10)
+        x = jnp.asarray(rng.standard_normal((2, 5, 6, 3)))
+        w = jnp.asarray(rng.standard_normal((k, k, 3, 4)) * 0.3)
+
+        def up(x, w, impl):
+            return C.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, impl=impl)
+
+        def gp(impl):
+            def loss(w, x):
+                g = jax.grad(lambda x: jnp.sum(jnp.tanh(up(x, w, impl)) ** 2))(x)
+                return jnp.sum(g**2) + jnp.sum(jnp.tanh(up(x, w, impl)) ** 2)
+            return jax.jit(jax.grad(loss, argnums=(0, 1)))(w, x)
+
+        np.testing.assert_allclose(up(x, w, impl), up(x, w, "xla_dilated"), rtol=1e-12,
+                                   atol=1e-12)
+        for a, b in zip(gp(impl), gp("xla_dilated")):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
 @pytest.mark.parametrize("k,size", [(4, 9), (4, 12), (3, 11)])
 def test_strided_winograd_is_exact_to_every_order_in_float64(impl, k, size):
     # The blocked strided conv (conv2d's Winograd path for strides > 1, outputs over 16
