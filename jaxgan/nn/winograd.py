@@ -176,13 +176,11 @@ def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
     s entries, the phase p of each becoming an axis just before the channels): ``u`` steps
     whole blocks, and each phase's sum is stacked at axis -2, so the blocked input is never
     written out."""
+    parts = [[_strided(x, axis, block * u + p, count, block * step) for u in range(mat.shape[1])]
+             for p in range(block)]
     rows = []
     for row in mat:
-        phases = []
-        for p in range(block):
-            parts = [_strided(x, axis, block * u + p, count, block * step)
-                     for u in range(mat.shape[1])]
-            phases.append(_combine(row, parts))
+        phases = [_combine(row, phase) for phase in parts]
         rows.append(phases[0] if block == 1 else jnp.stack(phases, axis=-2))
     return jnp.stack(rows, axis=out_axis)
 
