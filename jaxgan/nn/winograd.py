@@ -29,6 +29,11 @@ flipped kernel, the kernel gradient is ``n*n`` matmuls ``V^T @ (A dY A^T)`` over
 are again custom-VJP functions of the same two primitives, so derivatives of any order (the
 WGAN-GP penalty's double backward) stay in this form.
 
+A strided convolution is a stride-1 one over the input's space-to-depth form (s x s blocks
+become pixels of s*s*C channels; jaxgan.nn.conv cuts the kernel to match). ``block=s``
+convolves that form without writing it out: the tile transforms read each block phase as a
+strided slice of the input itself, and the input gradient comes back in the input's shape.
+
 Layouts: NHWC activations, HWIO kernels.
 """
 
