@@ -364,18 +364,32 @@ def test_winograd_conv_transpose_exact(shape, impl):
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5 * np.abs(want).max())
 
 
+def _float64():
+    """jax's float64 mode, as a context manager (``jax.enable_x64`` from jax 0.8)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # jax < 0.8
+
+    return enable_x64()
+
+
+def _penalty_grads(critic, params, x):
+    """Gradients w.r.t. (params, x) of ``sum((d critic / dx)^2) + critic``: a gradient
+    penalty's grad of grad through ``critic(params, x)`` (a scalar)."""
+
+    def loss(params, x):
+        g = jax.grad(lambda x: critic(params, x))(x)
+        return jnp.sum(g**2) + critic(params, x)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+
+
 @pytest.mark.parametrize("m,r", [(2, 3), (3, 3), (4, 3), (4, 2), (3, 2), (5, 2)])
 def test_winograd_is_exact_to_every_order_in_float64(m, r):
     # In float64 the only difference from XLA's convolution is rounding at 1e-16: forward,
     # both gradients (custom VJP) and the gradient penalty's grad of grad (the custom VJPs'
     # own derivatives) agree to 1e-12.
-    if hasattr(jax, "enable_x64"):
-        x64 = jax.enable_x64(True)
-    else:  # jax < 0.8
-        from jax.experimental import enable_x64
-
-        x64 = enable_x64()
-    with x64:
+    with _float64():
         rng = np.random.default_rng(5)
         x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)))
         ws = [jnp.asarray(rng.standard_normal((r, r, 3, 4)) * 0.3),
@@ -392,10 +406,7 @@ def test_winograd_is_exact_to_every_order_in_float64(m, r):
             return jnp.sum(jnp.tanh(conv(jnp.tanh(conv(x, ws[0])), ws[1])) ** 2)
 
         def gp(conv):
-            def loss(ws, x):
-                g = jax.grad(lambda x: critic(conv, ws, x))(x)
-                return jnp.sum(g**2) + critic(conv, ws, x)
-            return jax.jit(jax.grad(loss, argnums=(0, 1)))(ws, x)
+            return _penalty_grads(lambda ws, x: critic(conv, ws, x), ws, x)
 
         np.testing.assert_allclose(wino(x, ws[0]), ref(x, ws[0]), rtol=1e-12, atol=1e-12)
         for a, b in zip(jax.tree.leaves(gp(wino)), jax.tree.leaves(gp(ref))):
@@ -432,13 +443,7 @@ def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w)
 def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, p, op):
     # The transposed conv's Winograd path (sub-pixel form) against XLA's lhs-dilated conv
     # in float64: forward, gradients and a penalty's grad of grad through it, to 1e-10.
-    if hasattr(jax, "enable_x64"):
-        x64 = jax.enable_x64(True)
-    else:  # jax < 0.8
-        from jax.experimental import enable_x64
-
-        x64 = enable_x64()
-    with x64:
+    with _float64():
         rng = np.random.default_rng(10)
         x = jnp.asarray(rng.standard_normal((2, 5, 6, 3)))
         w = jnp.asarray(rng.standard_normal((k, k, 3, 4)) * 0.3)
@@ -447,10 +452,7 @@ def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, 
             return C.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, impl=impl)
 
         def gp(impl):
-            def loss(w, x):
-                g = jax.grad(lambda x: jnp.sum(jnp.tanh(up(x, w, impl)) ** 2))(x)
-                return jnp.sum(g**2) + jnp.sum(jnp.tanh(up(x, w, impl)) ** 2)
-            return jax.jit(jax.grad(loss, argnums=(0, 1)))(w, x)
+            return _penalty_grads(lambda w, x: jnp.sum(jnp.tanh(up(x, w, impl)) ** 2), w, x)
 
         np.testing.assert_allclose(up(x, w, impl), up(x, w, "xla_dilated"), rtol=1e-12,
                                    atol=1e-12)
@@ -464,13 +466,7 @@ def test_strided_winograd_is_exact_to_every_order_in_float64(impl, k, size):
     # The blocked strided conv (conv2d's Winograd path for strides > 1, outputs over 16
     # pixels) against XLA's strided conv in float64: forward, gradients and the gradient
     # penalty's grad of grad, to 1e-10.
-    if hasattr(jax, "enable_x64"):
-        x64 = jax.enable_x64(True)
-    else:  # jax < 0.8
-        from jax.experimental import enable_x64
-
-        x64 = enable_x64()
-    with x64:
+    with _float64():
         rng = np.random.default_rng(8)
         x = jnp.asarray(rng.standard_normal((2, size, size + 1, 3)))
         ws = [jnp.asarray(rng.standard_normal((k, k, 3, 4)) * 0.3),
@@ -481,10 +477,7 @@ def test_strided_winograd_is_exact_to_every_order_in_float64(impl, k, size):
             return jnp.sum(jnp.tanh(C.conv2d(h, ws[1], padding=1, impl="xla")) ** 2)
 
         def gp(impl):
-            def loss(ws, x):
-                g = jax.grad(lambda x: critic(impl, ws, x))(x)
-                return jnp.sum(g**2) + critic(impl, ws, x)
-            return jax.jit(jax.grad(loss, argnums=(0, 1)))(ws, x)
+            return _penalty_grads(lambda ws, x: critic(impl, ws, x), ws, x)
 
         assert "custom_vjp_call" in str(jax.make_jaxpr(
             lambda x: C.conv2d(x, ws[0], stride=2, padding=1, impl=impl))(x))
