@@ -438,6 +438,52 @@ def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w)
         W.winograd_conv(x, kernel, m, 2)
 
 
+@pytest.mark.parametrize("m,r,block", [(2, 3, 1), (4, 3, 1), (3, 2, 2), (4, 2, 2)])
+@pytest.mark.parametrize("pad", [((1, 1), (1, 1)), ((2, 0), (0, 3))])
+def test_winograd_padding_read_in_place_equals_the_padded_copy(m, r, block, pad):
+    # winograd_conv(x, w, m, block, pad) reads x zero-padded in place (slices of x with the
+    # entries in the padding added as zeros): the same sums as on the written-out padded
+    # copy, bit for bit (op by op), forward and both gradients, the input gradient in x's
+    # (unpadded) shape.
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.standard_normal((2, 9, 10, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((r, r, block * block * 3, 4)), jnp.float32)
+    xp = jnp.pad(x, ((0, 0),) + pad + ((0, 0),))
+    y, vjp = jax.vjp(lambda x, w: W.winograd_conv(x, w, m, block, pad), x, w)
+    y0, vjp0 = jax.vjp(lambda xp, w: W.winograd_conv(xp, w, m, block), xp, w)
+    np.testing.assert_array_equal(y, y0)
+    dy = jnp.cos(y)
+    (dx, dw), (dxp, dw0) = vjp(dy), vjp0(dy)
+    np.testing.assert_array_equal(dw, dw0)
+    assert dx.shape == x.shape
+    (top, _), (left, _) = pad
+    np.testing.assert_array_equal(dx, dxp[:, top:top + 9, left:left + 10])
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        W.winograd_conv(x, w, m, block, ((-1, 0), (0, 0)))
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+def test_padded_stride1_winograd_is_exact_to_every_order_in_float64(impl):
+    # conv2d's stride-1 Winograd path with asymmetric padding (read in place, no padded
+    # copy) against XLA's padded conv in float64, through a gradient penalty, to 1e-10.
+    with _float64():
+        rng = np.random.default_rng(12)
+        x = jnp.asarray(rng.standard_normal((2, 7, 8, 3)))
+        ws = [jnp.asarray(rng.standard_normal((3, 3, 3, 4)) * 0.3),
+              jnp.asarray(rng.standard_normal((4, 4, 4, 2)) * 0.3)]
+        pads = [((1, 1), (1, 1)), ((2, 1), (1, 2))]
+
+        def critic(impl, ws, x):
+            h = jnp.tanh(C.conv2d(x, ws[0], padding=pads[0], impl=impl))
+            return jnp.sum(jnp.tanh(C.conv2d(h, ws[1], padding=pads[1], impl=impl)) ** 2)
+
+        def gp(impl):
+            return _penalty_grads(lambda ws, x: critic(impl, ws, x), ws, x)
+
+        for a, b in zip(jax.tree.leaves(gp(impl)), jax.tree.leaves(gp("xla"))):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
 @pytest.mark.parametrize("k,s,p,op", [(4, 2, 1, 0), (3, 2, 1, 1)])
 def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, p, op):

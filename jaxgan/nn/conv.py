@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxgan.nn.winograd import matmul, winograd_conv
+from jaxgan.nn.winograd import Pad, matmul, padded_size, winograd_conv
 
 Padding = int | Sequence[tuple[int, int]]
 
@@ -396,10 +396,10 @@ def conv2d(
         return lax.conv_general_dilated(
             x, w, (stride, stride), pad, dimension_numbers=_DN
         )
+    if impl in WINOGRAD_IMPLS:
+        return _winograd_strided(x, w, stride, int(impl[len("winograd"):] or 0) or None, pad)
     if any(p for pair in pad for p in pair):
         x = jnp.pad(x, ((0, 0), pad[0], pad[1], (0, 0)))
-    if impl in WINOGRAD_IMPLS:
-        return _winograd_strided(x, w, stride, int(impl[len("winograd"):] or 0) or None)
     if impl == "col2im":
         return _col2im_conv(x, w, stride)
     if rows * w.shape[0] * w.shape[1] * w.shape[2] * x.dtype.itemsize > _MAX_IM2COL_PATCH_BYTES:
@@ -435,47 +435,56 @@ def _kernel_to_depth(w: jax.Array, stride: int) -> jax.Array:
     return wb.reshape(kb, s, kb, s, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(kb, kb, s * s * c, o)
 
 
-def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
-    """VALID cross-correlation by Winograd F(tile, r) (None: chosen per pass); a strided one
-    in space-to-depth form, with its input gradient by im2col when the output is small
+def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int | None,
+                      pad: Pad) -> jax.Array:
+    """Cross-correlation of ``x`` zero-padded by ``pad`` by Winograd F(tile, r) (None: chosen
+    per pass), which reads ``x`` in place (the padded copy is never written out); a strided
+    one in space-to-depth form, with its input gradient by im2col when the output is small
     (:data:`_MAX_WINOGRAD_DX_PIXELS`)."""
     if stride == 1:
-        return winograd_conv(x, w, tile)
+        return winograd_conv(x, w, tile, 1, pad)
     k = w.shape[0]
-    out_pixels = ((x.shape[1] - k) // stride + 1) * ((x.shape[2] - k) // stride + 1)
+    h, wd = padded_size(x, pad)
+    out_pixels = ((h - k) // stride + 1) * ((wd - k) // stride + 1)
     if out_pixels <= _MAX_WINOGRAD_DX_PIXELS:
-        return _winograd_im2col_dx(x, w, stride, tile)
-    return _winograd_blocked(x, w, stride, tile)
+        return _winograd_im2col_dx(x, w, stride, tile, pad)
+    return _winograd_blocked(x, w, stride, tile, pad)
 
 
-def _winograd_blocked(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
-    """A strided conv as Winograd over the space-to-depth form of ``x``, which the tile
-    transforms read from ``x`` in place (``winograd_conv``'s ``block``): the blocked input is
-    never written out. DCGAN's D at batch 64, input transform with the blocking before it:
-    32 -> 16 9.6 -> 6.4 ms, 16 -> 8 4.3 -> 1.9 ms, 8 -> 4 2.1 -> 0.8 ms (bit-identical)."""
+def _winograd_blocked(x: jax.Array, w: jax.Array, stride: int, tile: int | None,
+                      pad: Pad) -> jax.Array:
+    """A strided conv as Winograd over the space-to-depth form of ``x`` (zero-padded by
+    ``pad``), which the tile transforms read from ``x`` in place (``winograd_conv``'s
+    ``block``): neither the padded nor the blocked input is written out. DCGAN's D at batch
+    64, input transform with the blocking before it: 32 -> 16 9.6 -> 6.4 ms, 16 -> 8 4.3 ->
+    1.9 ms, 8 -> 4 2.1 -> 0.8 ms (bit-identical)."""
     k = w.shape[0]
-    ho, wo = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    h, wd = padded_size(x, pad)
+    ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
     # x is read in whole blocks (zero-padded): one more output row or column than the conv
     # has where a last partial block is not needed.
-    return winograd_conv(x, _kernel_to_depth(w, stride), tile, stride)[:, :ho, :wo]
+    return winograd_conv(x, _kernel_to_depth(w, stride), tile, stride, pad)[:, :ho, :wo]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _winograd_im2col_dx(x: jax.Array, w: jax.Array, stride: int, tile: int | None) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _winograd_im2col_dx(x: jax.Array, w: jax.Array, stride: int, tile: int | None,
+                        pad: Pad) -> jax.Array:
     """A strided conv by Winograd (forward, kernel gradient) whose input gradient is
     im2col's, in space-to-depth form. Differentiable again (the gradient penalty)."""
-    return _winograd_blocked(x, w, stride, tile)
+    return _winograd_blocked(x, w, stride, tile, pad)
 
 
-def _winograd_im2col_dx_fwd(x, w, stride, tile):
-    return _winograd_im2col_dx(x, w, stride, tile), (x, w)
+def _winograd_im2col_dx_fwd(x, w, stride, tile, pad):
+    return _winograd_im2col_dx(x, w, stride, tile, pad), (x, w)
 
 
-def _winograd_im2col_dx_bwd(stride, tile, res, dy):
+def _winograd_im2col_dx_bwd(stride, tile, pad, res, dy):
     x, w = res
     # Each vjp's forward is dead code (only its linear transpose is used): XLA drops it.
-    _, input_vjp = jax.vjp(lambda x: _im2col_conv(*_space_to_depth(x, w, stride), 1), x)
-    _, kernel_vjp = jax.vjp(lambda w: _winograd_blocked(x, w, stride, tile), w)
+    _, input_vjp = jax.vjp(
+        lambda x: _im2col_conv(*_space_to_depth(jnp.pad(x, ((0, 0),) + pad + ((0, 0),)), w,
+                                                stride), 1), x)
+    _, kernel_vjp = jax.vjp(lambda w: _winograd_blocked(x, w, stride, tile, pad), w)
     return input_vjp(dy)[0], kernel_vjp(dy)[0]
 
 
@@ -600,14 +609,20 @@ def conv_transpose2d(
 
     a_lo_y, pad_top, pad_bottom = span(ho, h)
     a_lo_x, pad_left, pad_right = span(wo, wd)
-    # Negative pads (large `padding`) crop; lax.pad handles both.
-    xp = lax.pad(
-        x,
-        jnp.zeros((), x.dtype),
-        ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)),
-    )
-    z = conv2d(xp, wsub, stride=1, padding=0,
-               impl=impl if impl == "xla" or impl in WINOGRAD_IMPLS else "im2col")
+    sub_impl = impl if impl == "xla" or impl in WINOGRAD_IMPLS else "im2col"
+    if sub_impl in WINOGRAD_IMPLS and min(pad_top, pad_bottom, pad_left, pad_right) >= 0:
+        # Winograd reads x padded in place, without a padded copy. (Not XLA's conv: with
+        # the padding inside, XLA:CPU's kernel gradients of pix2pix's inner up-convs took
+        # 1.4-1.5 s each and the step 3.6 s instead of 0.65 s.)
+        z = conv2d(x, wsub, stride=1, padding=((pad_top, pad_bottom), (pad_left, pad_right)),
+                   impl=sub_impl)
+    else:  # negative pads (large `padding`) crop; lax.pad does both
+        xp = lax.pad(
+            x,
+            jnp.zeros((), x.dtype),
+            ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)),
+        )
+        z = conv2d(xp, wsub, stride=1, padding=0, impl=sub_impl)
     na, nb = z.shape[1], z.shape[2]
     z = z.reshape(n, na, nb, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, na * s, nb * s, -1)
     oy = padding - a_lo_y * s

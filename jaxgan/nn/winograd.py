@@ -33,6 +33,9 @@ A strided convolution is a stride-1 one over the input's space-to-depth form (s 
 become pixels of s*s*C channels; jaxgan.nn.conv cuts the kernel to match). ``block=s``
 convolves that form without writing it out: the tile transforms read each block phase as a
 strided slice of the input itself, and the input gradient comes back in the input's shape.
+Zero padding (``pad``: a conv's own, the input gradient's full padding of the output
+gradient) is read in place the same way: the slices of the input, with the entries that fall
+in the padding added as zeros inside the transform's fusion, so no padded copy is written.
 
 Layouts: NHWC activations, HWIO kernels.
 """
@@ -91,6 +94,20 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     g = np.array(evaluation(r), dtype=object)
     bt = np.array(v_inv, dtype=object).T
     return at.astype(np.float64), g.astype(np.float64), bt.astype(np.float64)
+
+
+Pad = tuple[tuple[int, int], tuple[int, int]]
+_NO_PAD: Pad = ((0, 0), (0, 0))
+
+
+def _check_pad(pad: Pad) -> Pad:
+    """``pad`` as a hashable ((top, bottom), (left, right)) of non-negative ints."""
+    (top, bottom), (left, right) = pad
+    pad = ((int(top), int(bottom)), (int(left), int(right)))
+    if min(pad[0] + pad[1]) < 0:
+        raise ValueError(f"winograd_conv: padding must be >= 0, got {pad}; crop the input "
+                         "first")
+    return pad
 
 
 def _combine(coefs, parts):
@@ -168,21 +185,40 @@ def _tiles(h: int, w: int, m: int, r: int) -> tuple[int, int, int, int]:
     return ho, wo, -(-ho // m), -(-wo // m)
 
 
-def _strided(x: jax.Array, axis: int, start: int, count: int, step: int) -> jax.Array:
-    return lax.slice_in_dim(x, start, start + (count - 1) * step + 1, step, axis)
+def _strided(x: jax.Array, axis: int, start: int, count: int, step: int,
+             lo: int = 0) -> jax.Array:
+    """Entries ``start + i * step`` (i < count) along ``axis`` of ``x`` zero-padded by ``lo``
+    in front and by as many as needed behind: a slice of ``x`` itself with the entries that
+    fall in the padding added as zeros, so that a consumer fusion reads ``x`` and the padded
+    copy is never written out."""
+    size = x.shape[axis]
+    first = max(0, -(-(lo - start) // step))  # first entry inside x
+    last = min(count - 1, (lo + size - 1 - start) // step)  # last entry inside x
+    if last < first:
+        shape = list(x.shape)
+        shape[axis] = count
+        return jnp.zeros(shape, x.dtype)
+    part = lax.slice_in_dim(x, start + first * step - lo, start + last * step - lo + 1, step,
+                            axis)
+    if first == 0 and last == count - 1:
+        return part
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (first, count - 1 - last, 0)
+    return lax.pad(part, jnp.zeros((), x.dtype), config)
 
 
 def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
-               out_axis: int, block: int = 1) -> jax.Array:
+               out_axis: int, block: int = 1, lo: int = 0) -> jax.Array:
     """``out[a] = sum_u mat[a, u] * x[start u, stride step, count entries along axis]``,
     stacked as a new axis at ``out_axis``: one fusion, zero coefficients skipped.
 
     With ``block`` s > 1, ``x`` is read as its space-to-depth form along ``axis`` (blocks of
     s entries, the phase p of each becoming an axis just before the channels): ``u`` steps
     whole blocks, and each phase's sum is stacked at axis -2, so the blocked input is never
-    written out."""
-    parts = [[_strided(x, axis, block * u + p, count, block * step) for u in range(mat.shape[1])]
-             for p in range(block)]
+    written out. ``x`` is read as if zero-padded by ``lo`` in front and as far as the slices
+    reach behind (:func:`_strided`)."""
+    parts = [[_strided(x, axis, block * u + p, count, block * step, lo)
+              for u in range(mat.shape[1])] for p in range(block)]
     rows = []
     for row in mat:
         phases = [_combine(row, phase) for phase in parts]
@@ -191,12 +227,14 @@ def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
 
 
 def _tile_transform(x: jax.Array, mat: np.ndarray, m: int, th: int, tw: int,
-                    block: int = 1) -> jax.Array:
-    """``mat d mat^T`` of the th x tw tiles (stride m) of padded ``x``, or of its
+                    block: int = 1, top: int = 0, left: int = 0) -> jax.Array:
+    """``mat d mat^T`` of the th x tw tiles (stride m) of ``x`` zero-padded by ``top`` rows
+    and ``left`` columns in front and as far as the tiles reach behind, or of its
     space-to-depth form with ``block`` s > 1: a rows pass, then a columns pass;
-    (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row), channels (phase y, phase x, C)."""
-    rows = _transform(x, mat, 1, th, m, 0, block)  # (a, N, th, W, [py,] C)
-    v = _transform(rows, mat, 3, tw, m, 0, block)  # (b, a, N, th, tw, [py, px,] C)
+    (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row), channels (phase y, phase x, C).
+    The padded input is never written out."""
+    rows = _transform(x, mat, 1, th, m, 0, block, top)  # (a, N, th, W, [py,] C)
+    v = _transform(rows, mat, 3, tw, m, 0, block, left)  # (b, a, N, th, tw, [py, px,] C)
     return v.reshape(mat.shape[0] ** 2, x.shape[0] * th * tw, block * block * x.shape[-1])
 
 
@@ -205,14 +243,19 @@ def _blocks(size: int, block: int) -> int:
     return -(-size // block)
 
 
-def _input_transform(x: jax.Array, m: int, r: int, block: int = 1) -> jax.Array:
-    """``B^T d B`` of every input tile (of the space-to-depth form of ``x`` with ``block``
-    s > 1), (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row)."""
-    _, h, w, _ = x.shape
+def padded_size(x: jax.Array, pad: Pad) -> tuple[int, int]:
+    """Height and width of (N, H, W, C) ``x`` zero-padded by ((top, bottom), (left, right))."""
+    (top, bottom), (left, right) = pad
+    return x.shape[1] + top + bottom, x.shape[2] + left + right
+
+
+def _input_transform(x: jax.Array, m: int, r: int, block: int, pad: Pad) -> jax.Array:
+    """``B^T d B`` of every input tile of ``x`` zero-padded by ``pad`` (of its space-to-depth
+    form with ``block`` s > 1), (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row)."""
+    h, w = padded_size(x, pad)
     _, _, th, tw = _tiles(_blocks(h, block), _blocks(w, block), m, r)
-    x = jnp.pad(x, ((0, 0), (0, block * (th * m + r - 1) - h),
-                    (0, block * (tw * m + r - 1) - w), (0, 0)))
-    return _tile_transform(x, winograd_matrices(m, r)[2], m, th, tw, block)
+    return _tile_transform(x, winograd_matrices(m, r)[2], m, th, tw, block, pad[0][0],
+                           pad[1][0])
 
 
 def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
@@ -239,14 +282,13 @@ def _output_transform(prods: jax.Array, m: int, r: int, nb: int, th: int, tw: in
 
 def _output_grad_transform(dy: jax.Array, m: int, r: int, th: int, tw: int) -> jax.Array:
     """``A dY A^T`` of every output tile (the transpose of the output transform), (b, a, T, O)."""
-    _, ho, wo, _ = dy.shape
-    dy = jnp.pad(dy, ((0, 0), (0, th * m - ho), (0, tw * m - wo), (0, 0)))
     return _tile_transform(dy, winograd_matrices(m, r)[0].T, m, th, tw)
 
 
-def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int) -> jax.Array:
+def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
     r = w.shape[0]
-    nb, h, wd, c = x.shape
+    nb, _, _, c = x.shape
+    h, wd = padded_size(x, pad)
     if w.shape[2] != block * block * c:
         raise ValueError(
             f"winograd_conv: the kernel has {w.shape[2]} input channels but the input's "
@@ -255,19 +297,21 @@ def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int) -> jax.Array
     hb, wb = _blocks(h, block), _blocks(wd, block)
     m = _tile(m, nb, hb - r + 1, wb - r + 1, r)
     ho, wo, th, tw = _tiles(hb, wb, m, r)
-    v = _input_transform(x, m, r, block)
+    v = _input_transform(x, m, r, block, pad)
     u = _kernel_transform(w, m)
     prods = dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # (n*n, T, O)
     return _output_transform(prods, m, r, nb, th, tw)[:, :ho, :wo]
 
 
-def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int) -> jax.Array:
+def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int,
+                 pad: Pad) -> jax.Array:
     m = _tile(m, dy.shape[0], dy.shape[1], dy.shape[2], r)
     n = m + r - 1
     c, o = block * block * x.shape[-1], dy.shape[-1]
-    _, _, th, tw = _tiles(_blocks(x.shape[1], block), _blocks(x.shape[2], block), m, r)
+    h, w = padded_size(x, pad)
+    _, _, th, tw = _tiles(_blocks(h, block), _blocks(w, block), m, r)
     g = winograd_matrices(m, r)[1]
-    v = _input_transform(x, m, r, block)
+    v = _input_transform(x, m, r, block, pad)
     dm = _output_grad_transform(dy, m, r, th, tw)
     du = dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
     du = du.reshape(n, n, c * o).transpose(1, 0, 2).reshape(n * n, c * o)  # (a, b)
@@ -292,22 +336,27 @@ def _unblock(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
 
 
 def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None, block: int,
-                     in_shape: tuple[int, ...]) -> jax.Array:
-    """The adjoint of ``winograd_conv(., w, m, block)`` applied to ``dy``: the full
-    correlation of ``dy`` with the flipped, in/out-swapped kernel (itself a Winograd conv),
-    back from space-to-depth form to the input's ``in_shape``."""
+                     x: jax.Array, pad: Pad) -> jax.Array:
+    """The adjoint of ``winograd_conv(., w, m, block, pad)`` applied to ``dy``, in ``x``'s
+    shape: the full correlation of ``dy`` with the flipped, in/out-swapped kernel (itself a
+    Winograd conv, reading ``dy`` padded in place), back from space-to-depth form to the
+    padded input, the padding cropped off."""
     r = w.shape[0]
-    full = jnp.pad(dy, ((0, 0), (r - 1, r - 1), (r - 1, r - 1), (0, 0)))
-    return _unblock(winograd_conv(full, _flip(w), m), block, in_shape[1], in_shape[2])
+    full = ((r - 1, r - 1), (r - 1, r - 1))
+    h, wd = padded_size(x, pad)
+    dxp = _unblock(winograd_conv(dy, _flip(w), m, 1, full), block, h, wd)
+    (top, _), (left, _) = pad
+    return dxp[:, top:top + x.shape[1], left:left + x.shape[2]]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int = 1) -> jax.Array:
-    """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r), of ``x`` or of its
-    space-to-depth form.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int = 1,
+                  pad: Pad = _NO_PAD) -> jax.Array:
+    """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r) of ``x`` zero-padded by
+    ``pad``, or of its space-to-depth form.
 
     Args:
-      x: (N, H, W, C_in), already padded.
+      x: (N, H, W, C_in).
       w: (r, r, C_in, C_out); with ``block`` s > 1, (r, r, s*s*C_in, C_out).
       m: output tile size (2: F(2, r)). Larger tiles do fewer multiplies with larger rounding.
         None: :func:`choose_tile` for each convolution of the forward and backward passes
@@ -318,44 +367,51 @@ def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int =
         column phase, C_in). The tile transforms read ``x`` itself (the blocked input is
         never written out) and the input gradient comes back in ``x``'s shape. A strided
         convolution is this with the kernel cut into blocks too (jaxgan.nn.conv).
+      pad: ((top, bottom), (left, right)) zero padding (>= 0) of ``x``, applied before any
+        blocking. The tile transforms read ``x`` itself, so the padded input is never written
+        out, and the input gradient comes back in ``x``'s shape.
     Returns:
-      (N, Hb - r + 1, Wb - r + 1, C_out) with Hb = ceil(H / s), equal to
-      ``lax.conv_general_dilated(x_blocks, w, (1, 1), 'VALID')`` up to float32 rounding.
+      (N, Hb - r + 1, Wb - r + 1, C_out) with Hb = ceil((H + top + bottom) / s), equal to
+      ``lax.conv_general_dilated(x_blocks, w, (1, 1), 'VALID')`` of the padded (and blocked)
+      input up to float32 rounding.
     """
-    return _forward(x, w, m, block)
+    return _forward(x, w, m, block, _check_pad(pad))
 
 
-def _conv_fwd(x, w, m, block):
-    return _forward(x, w, m, block), (x, w)
+def _conv_fwd(x, w, m, block, pad):
+    return _forward(x, w, m, block, _check_pad(pad)), (x, w)
 
 
-def _conv_bwd(m, block, res, dy):
+def _conv_bwd(m, block, pad, res, dy):
     x, w = res
-    return (_transposed_conv(dy, w, m, block, x.shape),
-            winograd_kernel_grad(x, dy, m, block))
+    return (_transposed_conv(dy, w, m, block, x, pad),
+            winograd_kernel_grad(x, dy, m, block, pad))
 
 
 winograd_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None,
-                         block: int = 1) -> jax.Array:
+                         block: int = 1, pad: Pad = _NO_PAD) -> jax.Array:
     """The kernel gradient of :func:`winograd_conv`: ``dw[k, l, c, o] = sum x[n, i + k, j + l, c]
-    dy[n, i, j, o]`` (x in space-to-depth form with ``block`` > 1), shape (r, r, s*s*C_in,
-    C_out) with r = ceil(H / s) - H_out + 1."""
-    return _kernel_grad(x, dy, m, _blocks(x.shape[1], block) - dy.shape[1] + 1, block)
+    dy[n, i, j, o]`` (x zero-padded by ``pad``, then in space-to-depth form with ``block`` >
+    1), shape (r, r, s*s*C_in, C_out) with r = ceil((H + top + bottom) / s) - H_out + 1."""
+    pad = _check_pad(pad)
+    r = _blocks(padded_size(x, pad)[0], block) - dy.shape[1] + 1
+    return _kernel_grad(x, dy, m, r, block, pad)
 
 
-def _kgrad_fwd(x, dy, m, block):
-    return winograd_kernel_grad(x, dy, m, block), (x, dy)
+def _kgrad_fwd(x, dy, m, block, pad):
+    return winograd_kernel_grad(x, dy, m, block, pad), (x, dy)
 
 
-def _kgrad_bwd(m, block, res, dw):
+def _kgrad_bwd(m, block, pad, res, dw):
     x, dy = res
     # linear in x: d/dx <dw, kgrad(x, dy)> = the transposed correlation of dy with dw;
     # linear in dy: the correlation of x with dw.
-    return _transposed_conv(dy, dw, m, block, x.shape), winograd_conv(x, dw, m, block)
+    return (_transposed_conv(dy, dw, m, block, x, pad),
+            winograd_conv(x, dw, m, block, pad))
 
 
 winograd_kernel_grad.defvjp(_kgrad_fwd, _kgrad_bwd)
