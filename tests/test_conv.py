@@ -438,8 +438,9 @@ def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w)
         W.winograd_conv(x, kernel, m, 2)
 
 
-@pytest.mark.parametrize("m,r,block", [(2, 3, 1), (4, 3, 1), (3, 2, 2), (4, 2, 2)])
-@pytest.mark.parametrize("pad", [((1, 1), (1, 1)), ((2, 0), (0, 3))])
+@pytest.mark.parametrize("m,r,block,pad", [
+    (2, 3, 1, ((1, 1), (1, 1))), (4, 3, 1, ((2, 0), (0, 3))),
+    (3, 2, 2, ((2, 0), (0, 3))), (4, 2, 2, ((1, 1), (1, 1)))])
 def test_winograd_padding_read_in_place_equals_the_padded_copy(m, r, block, pad):
     # winograd_conv(x, w, m, block, pad) reads x zero-padded in place (slices of x with the
     # entries in the padding added as zeros): the same sums as on the written-out padded
