@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxgan.nn.winograd import Pad, matmul, padded_size, winograd_conv
+from jaxgan.nn.winograd import Pad, depth_to_space, matmul, padded_size, winograd_conv
 
 Padding = int | Sequence[tuple[int, int]]
 
@@ -583,7 +583,7 @@ def conv_transpose2d(
     pixels = (x.shape[1] + kk) * (x.shape[2] + kk)  # sub-pixel windows (upper bound)
     impl = _resolve(impl, TRANSPOSE_IMPLS, stride * stride * w.shape[-1], kk * kk * w.shape[2],
                     x.shape[0] * pixels, pixels, dtype=x.dtype)
-    n, h, wd, _ = x.shape
+    _, h, wd, _ = x.shape
     ho = conv_transpose_output_size(h, k, stride, padding, output_padding)
     wo = conv_transpose_output_size(wd, k, stride, padding, output_padding)
     if impl == "col2im":
@@ -623,8 +623,7 @@ def conv_transpose2d(
             ((0, 0, 0), (pad_top, pad_bottom, 0), (pad_left, pad_right, 0), (0, 0, 0)),
         )
         z = conv2d(xp, wsub, stride=1, padding=0, impl=sub_impl)
-    na, nb = z.shape[1], z.shape[2]
-    z = z.reshape(n, na, nb, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, na * s, nb * s, -1)
+    z = depth_to_space(z, s, z.shape[1] * s, z.shape[2] * s)  # the s*s phases interleaved
     oy = padding - a_lo_y * s
     ox = padding - a_lo_x * s
     return z[:, oy : oy + ho, ox : ox + wo, :]

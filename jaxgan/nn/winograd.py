@@ -324,9 +324,11 @@ def _flip(w: jax.Array) -> jax.Array:
     return w[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def _unblock(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
+def depth_to_space(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
     """Depth-to-space: (N, hb, wb, s*s*C), channels (phase y, phase x, C), to the (N, h, w, C)
-    it was cut from (the zero padding to whole blocks cropped off)."""
+    it was cut from (the zero padding to whole blocks cropped off; h <= s*hb, w <= s*wb).
+    Also the sub-pixel transposed conv's interleaving of its s*s output phases
+    (jaxgan.nn.conv)."""
     if block == 1:
         return xb
     n, hb, wb, cb = xb.shape
@@ -344,7 +346,7 @@ def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None, block: int,
     r = w.shape[0]
     full = ((r - 1, r - 1), (r - 1, r - 1))
     h, wd = padded_size(x, pad)
-    dxp = _unblock(winograd_conv(dy, _flip(w), m, 1, full), block, h, wd)
+    dxp = depth_to_space(winograd_conv(dy, _flip(w), m, 1, full), block, h, wd)
     (top, _), (left, _) = pad
     return dxp[:, top:top + x.shape[1], left:left + x.shape[2]]
 
