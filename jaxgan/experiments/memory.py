@@ -16,13 +16,14 @@ again, and what is free goes back to the OS). And it holds only where the proces
 grow to twice its peak (a held heap can take a second block; PGGAN 128 is not held).
 
 While held, the compiler's freed memory is parked (:func:`park_fragments`): the compile
-leaves the one arena cut into ~47,000 free chunks (1 KiB to 1.4 MiB, 0.5 GB in all, for the
-DCGAN step), between allocations that stay. Every allocation in glibc's large bins then walks
-them best-fit, under the arena's lock, and the step's matmul workspaces (Eigen's and
-oneDNN's, per call and per block) took 3.4% of the CPU samples in ``_int_malloc`` and
-waited on the lock besides. Allocated and kept while held, they are out of the bins (their
-pages were resident already); released, they are freed before the trim. dcgan64 0.82 ->
-0.74 s per step over six fresh-process pairs (RESULTS.md).
+leaves the one arena cut into ~47,000 free chunks between allocations that stay (for the
+DCGAN step; 36,800 of them 1 KiB to 1.4 MiB, 0.57 GB). Every allocation in glibc's large
+bins then walks them best-fit, under the arena's lock, and the step's matmul workspaces
+(Eigen's and oneDNN's, per call and per block) took 3.4% of the CPU samples in
+``_int_malloc`` and waited on the lock besides. Allocated and kept while held, they are out
+of the bins (their pages were resident already); released, they are freed before the trim.
+dcgan64 0.857 -> 0.787 s per step on average over six alternating fresh-process pairs,
+every pair faster (experiments/bench/RESULTS.md).
 
 Process-wide and glibc-only (Linux); the entry points call :func:`keep_freed_memory` first
 thing; ``JAXGAN_KEEP_FREED_MEMORY=0`` turns it all off.
@@ -86,10 +87,11 @@ def enabled() -> bool:
 
 
 def hold_freed_memory(hold: bool) -> bool:
-    """``True``: keep freed memory for reuse (no ``mmap`` for big blocks, no trimming), for a
-    program that has run once. ``False``: glibc's initial values (``mmap`` for big blocks,
-    a fixed 128 KiB trim threshold), and free memory returned to the OS (``malloc_trim``),
-    before compiling another program. No-op unless :func:`keep_freed_memory` enabled it.
+    """``True``: keep freed memory for reuse (no ``mmap`` for big blocks, no trimming) and
+    park the heap's fragments (:func:`park_fragments`), for a program that has run once.
+    ``False``: the fragments freed, glibc's initial values (``mmap`` for big blocks, a fixed
+    128 KiB trim threshold), and free memory returned to the OS (``malloc_trim``), before
+    compiling another program. No-op unless :func:`keep_freed_memory` enabled it.
 
     Holding is skipped unless the process could grow to twice its peak resident set since
     the last release (:func:`safe_to_hold`). Held, the heap can take a second temporary
