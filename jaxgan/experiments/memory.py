@@ -127,8 +127,8 @@ def hold_freed_memory(hold: bool) -> bool:
 def free_chunks() -> list[tuple[int, int]]:
     """The main arena's free chunks, as ``(smallest chunk size in bytes, count)`` per glibc
     bin, the unsorted bin (chunks freed since the last search) last (``malloc_info(3)``; fast
-    bins and tcache aside). Empty unless
-    :func:`keep_freed_memory` enabled holding, or where ``malloc_info`` fails."""
+    bins and tcache aside). Empty unless :func:`keep_freed_memory` enabled holding, or where
+    ``malloc_info`` fails."""
     if _libc is None:
         return []
     buf, size = ctypes.c_void_p(), ctypes.c_size_t()
