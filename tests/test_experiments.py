@@ -303,12 +303,13 @@ chunks = [libc.malloc(1500 + 10 * i) for i in range(6000)]  # in a row, from the
 for chunk in chunks[::2]:
     libc.free(chunk)
 libc.free(libc.malloc(1 << 16))  # sorts the freed chunks into their bins
-def large():  # free chunks in glibc's large bins (searched best-fit)
-    return sum(c for size, c in memory.free_chunks() if 1024 <= size < 4 << 20)
+def large():  # free chunks in glibc's large bins (searched best-fit), up to 4 MiB
+    return sum(c for size, c in memory.parkable_chunks())
 before = large()
 memory.hold_freed_memory(True)
 held, parked = large(), len(memory._parked)
 memory.hold_freed_memory(False)
+libc.free(libc.malloc(1 << 16))  # sorts the chunks freed on release into their bins
 print(before, held, parked, large(), len(memory._parked))
 """
 

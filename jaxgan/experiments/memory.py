@@ -126,9 +126,9 @@ def hold_freed_memory(hold: bool) -> bool:
 
 def free_chunks() -> list[tuple[int, int]]:
     """The main arena's free chunks, as ``(smallest chunk size in bytes, count)`` per glibc
-    bin, the unsorted bin (chunks freed since the last search) last (``malloc_info(3)``; fast
-    bins and tcache aside). Empty unless :func:`keep_freed_memory` enabled holding, or where
-    ``malloc_info`` fails."""
+    bin (``malloc_info(3)``; fast bins and tcache aside, and the unsorted bin: chunks freed
+    since the last search, of any size, which that search sorts into their bins). Empty
+    unless :func:`keep_freed_memory` enabled holding, or where ``malloc_info`` fails."""
     if _libc is None:
         return []
     buf, size = ctypes.c_void_p(), ctypes.c_size_t()
@@ -146,8 +146,13 @@ def free_chunks() -> list[tuple[int, int]]:
     heap = text.split("</heap>")[0]  # the main arena (the only one: keep_freed_memory)
     # ``from`` is the smallest chunk's size field, whose low bit (previous chunk in use) is set
     return [(int(low) & ~1, int(count)) for low, count in
-            re.findall(r'<(?:size|unsorted) from="(\d+)" to="\d+" total="\d+" count="(\d+)"/>',
-                       heap)]
+            re.findall(r'<size from="(\d+)" to="\d+" total="\d+" count="(\d+)"/>', heap)]
+
+
+def parkable_chunks() -> list[tuple[int, int]]:
+    """The bins of :func:`free_chunks` that :func:`park_fragments` parks: glibc's large bins
+    (searched best-fit) up to 4 MiB."""
+    return [(size, count) for size, count in free_chunks() if _PARK_MIN <= size < _PARK_MAX]
 
 
 def park_fragments() -> int:
@@ -155,12 +160,13 @@ def park_fragments() -> int:
     so that allocations no longer search them; returns how many are parked in all.
     :func:`hold_freed_memory` parks while held and frees them (:func:`unpark_fragments`) on
     release. Each chunk is asked for at its bin's smallest size; a larger one is split and
-    its remainder parked in a later pass."""
+    its remainder parked in a later pass (as are chunks that were in the unsorted bin: the
+    unsorted bin mixes sizes, and asking for its count at its smallest size could split a
+    step's big block)."""
     if _libc is None:
         return 0
     for _ in range(_PARK_PASSES):
-        wanted = [(size, count) for size, count in free_chunks()
-                  if _PARK_MIN <= size < _PARK_MAX]
+        wanted = parkable_chunks()
         if not wanted:
             break
         for size, count in wanted:
