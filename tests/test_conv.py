@@ -570,3 +570,23 @@ def test_winograd_auto_tiles_each_pass_for_its_size():
             assert a.shape == b.shape
             np.testing.assert_allclose(np.asarray(a), np.asarray(b),
                                        atol=2e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_identical_winograd_convs_are_traced_and_lowered_once():
+    # Two convolutions of the same shapes and arguments, differentiated: the forward, the
+    # input gradient and the kernel gradient are each one function of the lowered module,
+    # called twice (a ResNet generator's 18 block convs trace as one; the step compiles to
+    # the same program either way).
+    import re
+
+    x = jnp.ones((2, 8, 8, 4))
+    w = jnp.ones((3, 3, 4, 4))
+    pad = ((1, 1), (1, 1))
+
+    def loss(x, w):
+        return jnp.sum(W.winograd_conv(W.winograd_conv(x, w, None, 1, pad), w, None, 1, pad) ** 2)
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).as_text()
+    for body in ("_forward", "_transposed_conv", "_kernel_grad"):
+        assert len(re.findall(rf"func\.func private @{body}\(", text)) == 1, body
+        assert len(re.findall(rf"call @{body}\(", text)) == 2, body
