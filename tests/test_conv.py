@@ -1,6 +1,8 @@
 """The transposed convolution is exact in every formulation (against a direct numpy scatter and
 against lax.conv_transpose), forward and backward; the conv formulations agree."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -577,8 +579,6 @@ def test_identical_winograd_convs_are_traced_and_lowered_once():
     # input gradient and the kernel gradient are each one function of the lowered module,
     # called twice (a ResNet generator's 18 block convs trace as one; the step compiles to
     # the same program either way).
-    import re
-
     x = jnp.ones((2, 8, 8, 4))
     w = jnp.ones((3, 3, 4, 4))
     pad = ((1, 1), (1, 1))
