@@ -360,7 +360,6 @@ def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None, block: int,
     return dxp[:, top:top + x.shape[1], left:left + x.shape[2]]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int = 1,
                   pad: Pad = _NO_PAD) -> jax.Array:
     """Stride-1 VALID cross-correlation by Winograd F(m x m, r x r) of ``x`` zero-padded by
@@ -386,45 +385,51 @@ def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int =
       ``lax.conv_general_dilated(x_blocks, w, (1, 1), 'VALID')`` of the padded (and blocked)
       input up to float32 rounding.
     """
-    return _forward(x, w, m, block, _check_pad(pad))
+    return _conv(x, w, m, block, _check_pad(pad))
 
 
-def _conv_fwd(x, w, m, block, pad):
-    return _forward(x, w, m, block, _check_pad(pad)), (x, w)
-
-
-def _conv_bwd(m, block, pad, res, dy):
-    x, w = res
-    pad = _check_pad(pad)
-    return (_transposed_conv(dy, w, m, block, x, pad),
-            winograd_kernel_grad(x, dy, m, block, pad))
-
-
-winograd_conv.defvjp(_conv_fwd, _conv_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None,
                          block: int = 1, pad: Pad = _NO_PAD) -> jax.Array:
     """The kernel gradient of :func:`winograd_conv`: ``dw[k, l, c, o] = sum x[n, i + k, j + l, c]
     dy[n, i, j, o]`` (x zero-padded by ``pad``, then in space-to-depth form with ``block`` >
     1), shape (r, r, s*s*C_in, C_out) with r = ceil((H + top + bottom) / s) - H_out + 1."""
-    pad = _check_pad(pad)
+    return _kgrad(x, dy, m, block, _check_pad(pad))
+
+
+# The two custom-VJP functions behind winograd_conv / winograd_kernel_grad, whose derivatives
+# are each other; ``pad`` arrives checked (hashable: a static argument of the jitted bodies).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
+    return _forward(x, w, m, block, pad)
+
+
+def _conv_fwd(x, w, m, block, pad):
+    return _forward(x, w, m, block, pad), (x, w)
+
+
+def _conv_bwd(m, block, pad, res, dy):
+    x, w = res
+    return (_transposed_conv(dy, w, m, block, x, pad), _kgrad(x, dy, m, block, pad))
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _kgrad(x: jax.Array, dy: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
     r = _blocks(padded_size(x, pad)[0], block) - dy.shape[1] + 1
     return _kernel_grad(x, dy, m, r, block, pad)
 
 
 def _kgrad_fwd(x, dy, m, block, pad):
-    return winograd_kernel_grad(x, dy, m, block, pad), (x, dy)
+    return _kgrad(x, dy, m, block, pad), (x, dy)
 
 
 def _kgrad_bwd(m, block, pad, res, dw):
     x, dy = res
-    pad = _check_pad(pad)
     # linear in x: d/dx <dw, kgrad(x, dy)> = the transposed correlation of dy with dw;
     # linear in dy: the correlation of x with dw.
-    return (_transposed_conv(dy, dw, m, block, x, pad),
-            winograd_conv(x, dw, m, block, pad))
+    return (_transposed_conv(dy, dw, m, block, x, pad), _conv(x, dw, m, block, pad))
 
 
-winograd_kernel_grad.defvjp(_kgrad_fwd, _kgrad_bwd)
+_kgrad.defvjp(_kgrad_fwd, _kgrad_bwd)
