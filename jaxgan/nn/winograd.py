@@ -269,9 +269,9 @@ def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
     r, _, c, o = w.shape
     n = m + r - 1
     g = winograd_matrices(m, r)[1]
-    mat = jnp.asarray(np.kron(g, g), w.dtype)  # (a, b) x (k, l)
-    u = matmul(mat, w.reshape(r * r, c * o)).reshape(n, n, c, o)
-    return u.transpose(1, 0, 2, 3).reshape(n * n, c, o)
+    # kron(g, g)'s rows are (a, b); taken in (b, a) order, the product needs no transpose
+    mat = np.kron(g, g).reshape(n, n, r * r).transpose(1, 0, 2).reshape(n * n, r * r)
+    return matmul(jnp.asarray(mat, w.dtype), w.reshape(r * r, c * o)).reshape(n * n, c, o)
 
 
 def _output_transform(prods: jax.Array, m: int, r: int, nb: int, th: int, tw: int) -> jax.Array:
@@ -322,9 +322,9 @@ def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int,
     v = _input_transform(x, m, r, block, pad)
     dm = _output_grad_transform(dy, m, r, th, tw)
     du = dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
-    du = du.reshape(n, n, c * o).transpose(1, 0, 2).reshape(n * n, c * o)  # (a, b)
-    mat = jnp.asarray(np.kron(g, g).T, x.dtype)  # (k, l) x (a, b)
-    return matmul(mat, du).reshape(r, r, c, o)
+    # kron(g, g)^T's columns are (a, b); taken in (b, a) order, du needs no transpose
+    mat = np.kron(g, g).T.reshape(r * r, n, n).transpose(0, 2, 1).reshape(r * r, n * n)
+    return matmul(jnp.asarray(mat, x.dtype), du.reshape(n * n, c * o)).reshape(r, r, c, o)
 
 
 def _flip(w: jax.Array) -> jax.Array:
