@@ -264,14 +264,20 @@ def _input_transform(x: jax.Array, m: int, r: int, block: int, pad: Pad) -> jax.
                            pad[1][0])
 
 
+def _kernel_transform_matrix(m: int, r: int) -> np.ndarray:
+    """``G g G^T`` as one (n*n, r*r) matrix: ``kron(G, G)`` with its rows, (a, b), taken in
+    the (b, a) order of the tile products, so neither the transformed kernel nor the kernel
+    gradient's products (which use its transpose) need a transpose of their own."""
+    n = m + r - 1
+    g = winograd_matrices(m, r)[1]
+    return np.kron(g, g).reshape(n, n, r * r).transpose(1, 0, 2).reshape(n * n, r * r)
+
+
 def _kernel_transform(w: jax.Array, m: int) -> jax.Array:
     """``G g G^T`` as (n*n, C_in, C_out), ordered (b, a) like the input transform."""
     r, _, c, o = w.shape
-    n = m + r - 1
-    g = winograd_matrices(m, r)[1]
-    # kron(g, g)'s rows are (a, b); taken in (b, a) order, the product needs no transpose
-    mat = np.kron(g, g).reshape(n, n, r * r).transpose(1, 0, 2).reshape(n * n, r * r)
-    return matmul(jnp.asarray(mat, w.dtype), w.reshape(r * r, c * o)).reshape(n * n, c, o)
+    mat = jnp.asarray(_kernel_transform_matrix(m, r), w.dtype)
+    return matmul(mat, w.reshape(r * r, c * o)).reshape(-1, c, o)
 
 
 def _output_transform(prods: jax.Array, m: int, r: int, nb: int, th: int, tw: int) -> jax.Array:
@@ -318,13 +324,11 @@ def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int,
     c, o = block * block * x.shape[-1], dy.shape[-1]
     h, w = padded_size(x, pad)
     _, _, th, tw = _tiles(_blocks(h, block), _blocks(w, block), m, r)
-    g = winograd_matrices(m, r)[1]
     v = _input_transform(x, m, r, block, pad)
     dm = _output_grad_transform(dy, m, r, th, tw)
     du = dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))  # (b, a) x (C, O)
-    # kron(g, g)^T's columns are (a, b); taken in (b, a) order, du needs no transpose
-    mat = np.kron(g, g).T.reshape(r * r, n, n).transpose(0, 2, 1).reshape(r * r, n * n)
-    return matmul(jnp.asarray(mat, x.dtype), du.reshape(n * n, c * o)).reshape(r, r, c, o)
+    mat = jnp.asarray(_kernel_transform_matrix(m, r).T, x.dtype)  # (k, l) x (b, a)
+    return matmul(mat, du.reshape(n * n, c * o)).reshape(r, r, c, o)
 
 
 def _flip(w: jax.Array) -> jax.Array:
