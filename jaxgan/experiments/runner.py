@@ -29,16 +29,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 from PIL import Image
 
 from jaxgan import parallel
+from jaxgan.checkpoint import Checkpointer
 from jaxgan.experiments import memory
 
 PyTree = Any
@@ -212,51 +211,6 @@ def save_png(path: Path, array: np.ndarray) -> None:
 # Checkpoints
 
 
-class Checkpointer:
-    """orbax CheckpointManager (async, ``max_to_keep``) over items ``state`` (the train
-    state), ``data`` (the grain iterator position) and ``meta`` (family, model signature,
-    stage, step, config)."""
-
-    def __init__(self, directory: Path, max_to_keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        self.manager = ocp.CheckpointManager(directory, options=options)
-
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
-
-    def meta(self, step: int) -> dict:
-        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(out["meta"])
-
-    def save(self, step: int, state: PyTree, iterator: Any, meta: dict, force: bool = False):
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=grain.checkpoint.CheckpointSave(iterator),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=force,
-        )
-
-    def restore(self, step: int, template: PyTree, iterator: Any) -> PyTree:
-        out = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(template),
-                data=grain.checkpoint.CheckpointRestore(iterator),
-            ),
-        )
-        return out["state"]
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
-
-
 #: ``config.model`` fields that choose how a model is computed, not what it is: a run may
 #: resume with other values (XLA's convolutions on a GPU, bfloat16 there), and checkpoints
 #: written before a field existed still resume.
@@ -353,23 +307,26 @@ def run(
     mesh = mesh_for(family.batch_sizes(config))
     signature = family.signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
-    start = ckpt.latest_step()
-    stage = 0
-    if start is not None:
-        meta = ckpt.meta(start)
-        check_signature(workdir, meta, family.name, signature, default_signature(family))
-        stage = int(meta.get("stage", 0))
-    if is_chief:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-
     key = jax.random.key(int(config.seed))
     init_key, step_key = jax.random.split(key)
-    state = parallel.replicate(family.create_state(config, init_key, stage), mesh)
-    loader = family.make_loader(config, stage, "train", True)
-    iterator = iter(loader)
-    if start is not None:
-        state = ckpt.restore(start, state, iterator)
+
+    def build(meta: dict) -> tuple[PyTree, Any]:
+        """The fresh state and data iterator at the stage ``meta`` records ({}: stage 0)."""
+        if meta:
+            check_signature(workdir, meta, family.name, signature, default_signature(family))
+        stage = int(meta.get("stage", 0))
+        state = parallel.replicate(family.create_state(config, init_key, stage), mesh)
+        return state, iter(family.make_loader(config, stage, "train", True))
+
+    found = ckpt.restore_newest(build)
+    if found is None:
+        state, iterator = build({})
+    else:
+        start, state, iterator, _ = found
         print(f"resumed {family.name} from {workdir}/checkpoints at step {start}", flush=True)
+    stage = family.stage_of(state)
+    if is_chief:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     step = int(jax.device_get(state.step))
     num_steps = int(config.num_steps)
     step_fn = family.make_step(config, mesh, stage)
@@ -409,8 +366,7 @@ def run(
                     if grown is not None:
                         state = parallel.replicate(grown, mesh)
                         stage = family.stage_of(state)
-                        loader = family.make_loader(config, stage, "train", True)
-                        iterator = iter(loader)
+                        iterator = iter(family.make_loader(config, stage, "train", True))
                         step_fn = family.make_step(config, mesh, stage)
                         fresh = True
                         bar.write(f"step {step}: growing to stage {stage}")
@@ -500,21 +456,24 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
     if not (path / "checkpoints").is_dir():
         raise WorkdirError(f"no checkpoints in {path}: train there first")
     ckpt = Checkpointer(path / "checkpoints", 1)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
-        meta = ckpt.meta(step)
-        if config is None:
-            config = saved_config(family, meta["config"])
-        check_signature(path, meta, family.name, family.signature(config),
+
+    chosen = {}
+
+    def build(meta: dict) -> tuple[PyTree, None]:
+        cfg = saved_config(family, meta["config"]) if config is None else config
+        check_signature(path, meta, family.name, family.signature(cfg),
                         default_signature(family))
-        template = family.create_state(config, jax.random.key(0), int(meta.get("stage", 0)))
-        out = ckpt.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
-        return out["state"], step, config
+        chosen["config"] = cfg
+        return family.create_state(cfg, jax.random.key(0), int(meta.get("stage", 0))), None
+
+    try:
+        found = ckpt.restore_newest(build)
     finally:
         ckpt.close()
+    if found is None:
+        raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
+    step, state, _, _ = found
+    return state, step, chosen["config"]
 
 
 def saved_config(family: Family, saved: dict) -> ml_collections.ConfigDict:
@@ -539,12 +498,12 @@ def checkpoint_family(workdir: str) -> str:
     path = Path(workdir).absolute()
     ckpt = Checkpointer(path / "checkpoints", 1)
     try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
-        return str(ckpt.meta(step)["family"])
+        found = ckpt.newest_meta()
     finally:
         ckpt.close()
+    if found is None:
+        raise WorkdirError(f"no checkpoint in {path}/checkpoints: train there first")
+    return str(found[1]["family"])
 
 
 def batches(loader: Any, key: str) -> Iterator[np.ndarray]:
