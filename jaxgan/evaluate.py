@@ -36,7 +36,8 @@ def evaluate_workdir(workdir: str, metrics: str = "swd,ms_ssim", num_images: int
     results = module.evaluate(config, state, step, num_images=num_images, metrics=metrics)
     out = Path(workdir) / "eval" / f"{step}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"step": step, "family": name, "num_images": num_images or config.eval_num_images,
+    record = {"step": step, "family": name,
+              "num_images": config.eval_num_images if num_images is None else num_images,
               "metrics": metrics, "results": results}
     out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return step, results
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="images per side (default: the run's eval_num_images)")
     ap.add_argument("--inception", default=None, help="Inception weights (.npz) for fid/kid")
     args = ap.parse_args(argv)
+    if args.num_images is not None and args.num_images < 2:
+        ap.error(f"--num-images must be at least 2 (MS-SSIM scores pairs), got {args.num_images}")
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)

@@ -45,8 +45,8 @@ def tiny_pggan():
     return c
 
 
-def interrupting(family, at_steps):
-    """The family with a step that sends this process SIGTERM after the given steps."""
+def interrupting(family, at_steps, signum=signal.SIGTERM):
+    """The family with a step that sends this process ``signum`` after the given steps."""
     make_step = family.make_step
     counter = {"n": 0}
 
@@ -57,7 +57,7 @@ def interrupting(family, at_steps):
             out = step_fn(state, batch, key)
             counter["n"] += 1
             if counter["n"] in at_steps:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signum)
             return out
 
         return step
@@ -412,3 +412,103 @@ def test_named_configs_load_and_have_docstrings():
         text = f.read_text()
         assert text.startswith('"""') and "python -m jaxgan.experiments." in text, f
         assert "Cost" in text, f
+
+
+def test_ctrl_c_checkpoints_like_sigterm_then_resume_is_bit_identical(tmp_path, capsys):
+    c = tiny_dcgan()
+    full = dcgan_exp.train_and_evaluate(c, str(tmp_path / "full"))
+    wd = str(tmp_path / "resumed")
+    stopped = runner.run(interrupting(dcgan_exp.family(), {2}, signal.SIGINT), c, wd)
+    assert int(stopped.step) == 2
+    assert "SIGINT: saved checkpoint at step 2" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2"]
+    assert_states_equal(full, dcgan_exp.train_and_evaluate(c, wd))
+
+
+def _tensorboard_scalars(logdir):
+    """{tag: [(step, value)]} as TensorBoard reads the event files: in the order they were
+    written, a SessionLog START at step s dropping what was logged at steps >= s."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    events = []
+    for f in logdir.iterdir():
+        data, pos = f.read_bytes(), 0
+        while pos < len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + n]))
+            pos += 12 + n + 4
+    scalars = {}
+    for e in sorted(events, key=lambda e: e.wall_time):
+        if e.HasField("session_log") and e.session_log.status == e.session_log.START:
+            scalars = {k: [(s, v) for s, v in rows if s < e.step] for k, rows in scalars.items()}
+        for v in e.summary.value:
+            scalars.setdefault(v.tag, []).append((e.step, v.simple_value))
+    return scalars
+
+
+def test_tensorboard_agrees_with_metrics_jsonl_after_a_crash_and_resume(tmp_path):
+    c = tiny_dcgan()
+    c.log_every = 1
+    fam = dcgan_exp.family()
+    make_step = fam.make_step
+
+    def make(config, mesh, stage):  # dies after step 5, logged past the step-3 checkpoint
+        step_fn = make_step(config, mesh, stage)
+
+        def step(state, batch, key):
+            if int(state.step) == 5:
+                raise KeyboardInterrupt
+            return step_fn(state, batch, key)
+        return step
+
+    fam.make_step = make
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(fam, c, str(tmp_path))
+    assert max(r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")) == 5
+    dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    scalars = _tensorboard_scalars(tmp_path / "tensorboard")
+    assert [s for s, _ in scalars["d_loss"]] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([v for _, v in scalars["d_loss"]], [r["d_loss"] for r in rows],
+                               rtol=1e-6)
+
+
+def test_resuming_past_num_steps_says_so(tmp_path, capsys):
+    c = tiny_dcgan()
+    dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    again = dcgan_exp.train_and_evaluate(c, str(tmp_path))
+    assert int(again.step) == 6
+    assert "already at num_steps=6" in capsys.readouterr().out
+    c.num_steps = 3
+    with pytest.raises(runner.WorkdirError, match=r"already at step 6, past num_steps=3.*"
+                       r"--config.num_steps above 6"):
+        dcgan_exp.train_and_evaluate(c, str(tmp_path))
+
+
+@pytest.mark.parametrize("field", ["log_every", "checkpoint_every", "max_checkpoints"])
+def test_zero_intervals_are_refused_before_the_workdir_is_made(tmp_path, field):
+    c = tiny_dcgan()
+    c[field] = 0
+    with pytest.raises(ValueError, match=rf"{field}=0 must be a whole number >= 1.*"
+                       rf"--config.{field}=10"):
+        dcgan_exp.train_and_evaluate(c, str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()
+
+
+def test_pggan_evaluates_its_linear_output_during_and_after_training(tmp_path, monkeypatch):
+    from jaxgan import evaluate
+
+    generate = pggan_exp.T.generate
+    # The linear output reaches past [-1, 1] (to +-1.5 and beyond in the default run).
+    monkeypatch.setattr(pggan_exp.T, "generate", lambda *a, **k: 3.0 * generate(*a, **k))
+    c = tiny_pggan()  # 4x4 for 2 steps, then 8x8 (fading in for 2 steps), 16x16 from step 6
+    c.resolution, c.schedule.batch_size_per_stage = 16, (8, 8, 8)
+    c.num_steps, c.eval_every, c.eval_num_images, c.checkpoint_every = 8, 4, 8, 8
+    pggan_exp.train_and_evaluate(c, str(tmp_path))  # evaluates at 4 (8x8: skipped) and 8
+    evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "eval/swd_avg" in r]
+    assert [r["step"] for r in evals] == [8]
+    step, results = evaluate.evaluate_workdir(str(tmp_path), "swd,ms_ssim", 8)
+    assert step == 8 and results["swd_avg"] > 0 and 0 <= results["ms_ssim_diversity"] <= 1

@@ -29,7 +29,9 @@ def add_run_fields(
         for sample inputs / evaluation. data.transforms: "resize", "center_crop",
         "resize_and_crop" (load_size then random crop), "random_crop", "none".
         data.worker_count: grain worker processes (0: in the main process).
-        data.options: extra keyword options for make_source (e.g. data_dir, skip_corrupt).
+        data.skip_corrupt: skip image files that do not decode (counted and reported) rather
+          than stop. data.download: let TFDS download and prepare a dataset not yet prepared.
+        data.options: extra keyword options for make_source (e.g. data_dir).
       num_steps: total training steps of the run (a resumed run continues to it).
       log_every / sample_every / checkpoint_every / eval_every: intervals in steps (0 turns
         samples or evaluation off). max_checkpoints: checkpoints kept.
@@ -47,6 +49,8 @@ def add_run_fields(
     if "transforms" not in d:
         d.transforms = "resize"
     d.worker_count = 0
+    d.skip_corrupt = False
+    d.download = False
     d.options = ml_collections.ConfigDict()
     c.num_steps = num_steps
     c.log_every = log_every

@@ -27,7 +27,8 @@ def make_loader(
     """A grain loader from ``config.data`` (training: shuffled, random transforms; otherwise
     in order, resized only, flips off)."""
     d = config.data
-    source = data.make_source(d.source, split=split, **dict(d.options))
+    options = {k: True for k in ("skip_corrupt", "download") if d.get(k)}
+    source = data.make_source(d.source, split=split, **options, **dict(d.options))
     transforms = d.transforms if training else "resize"
     load_size = d.get("load_size") if transforms == "resize_and_crop" else None
     if flip is None:
@@ -72,7 +73,11 @@ def run_evaluation(
     from jaxgan import metrics as M
 
     names = [m.strip() for m in (metrics or config.eval_metrics).split(",") if m.strip()]
-    n = int(num_images or config.eval_num_images)
+    if {"fid", "kid"} & set(names) and not config.eval_inception:
+        raise ValueError("FID/KID need Inception-v3 weights: pass --inception=weights.npz to "
+                         "python -m jaxgan.evaluate, or --config.eval_inception=weights.npz to "
+                         "a training run (file format: jaxgan.metrics.inception)")
+    n = int(config.eval_num_images if num_images is None else num_images)
     return M.evaluate_generator(
         sample_fn,
         real_batches,
@@ -174,9 +179,11 @@ def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
     f = flags.FLAGS
     if not f.input or not f.output:
         raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
+    translate.check_output(f.output)
     state, step = translate.restore_latest(family, config, workdir)
     n = translate.translate_folder(apply_factory(state, f), f.input, f.output,
                                    image_size=int(config.image_size), channels=int(channels),
-                                   seed=int(config.seed))
+                                   seed=int(config.seed),
+                                   skip_corrupt=bool(config.data.get("skip_corrupt")))
     print(f"translated {n} images ({what}) with the step-{step} checkpoint into {f.output}")
     return n

@@ -25,14 +25,73 @@ def config_file(family: str) -> str:
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Load ``path[:arg]`` as ml_collections' config_flags does: ``get_config([arg])``."""
+    """Load ``path[:arg]`` as ml_collections' config_flags does: ``get_config([arg])``.
+
+    A missing file (FileNotFoundError), a file that does not run (ValueError), or one without
+    ``get_config()`` returning a ConfigDict (TypeError) gets an error naming the file.
+    """
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} does not exist")
     module_spec = importlib.util.spec_from_file_location("_jaxgan_config", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ValueError(f"config file {path} has a syntax error at line {e.lineno}: "
+                         f"{e.msg}") from e
+    except Exception as e:  # the user's file: any error it raises is theirs to see
+        raise ValueError(f"config file {path} failed to run: {type(e).__name__}: {e}") from e
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise TypeError(f"config file {path} has no get_config() function: a config file "
+                         "defines get_config() returning an ml_collections.ConfigDict")
+    config = get_config(arg) if arg else get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise TypeError(f"get_config() of {path} returned {type(config).__name__}, not an "
+                         "ml_collections.ConfigDict")
+    return config
+
+
+FAMILIES = ("dcgan", "pix2pix", "cyclegan", "pggan")
+
+
+def check_family(config: ml_collections.ConfigDict, family: str, path: str) -> None:
+    """Raise ValueError when ``config`` lacks fields of ``family``'s default config (another
+    family's config file, say), naming them and the family the file looks like."""
+    def missing(name: str) -> list[str]:
+        return sorted(set(_fields(load_config_file(config_file(name)))) - set(_fields(config)))
+
+    lacks = missing(family)
+    if not lacks:
+        return
+    fits = [name for name in FAMILIES if name != family and not missing(name)]
+    hint = (f"; it is a {fits[0]} config: python -m jaxgan.experiments.{fits[0]} "
+            f"--config={path}") if fits else ""
+    raise ValueError(f"config file {path} is not a {family} config: it lacks "
+                     f"{', '.join(lacks[:6])}{' ...' if len(lacks) > 6 else ''}{hint}")
+
+
+#: Depth overrides of a named generator: an override of ``model.generator`` alone drops the
+#: config file's depth, which was meant for the file's generator, so the name means its model.
+DEPTH_FIELDS = ("model.num_downs", "model.n_blocks")
+
+
+def reset_generator_depth(config: ml_collections.ConfigDict, argv: Sequence[str]) -> list[str]:
+    """Set :data:`DEPTH_FIELDS` to None (the generator name's own) when ``argv`` overrides
+    ``model.generator`` but not them; returns the notes to print."""
+    given = {a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")}
+    if "model.generator" not in given or "model" not in config:
+        return []
+    notes = []
+    for field in DEPTH_FIELDS:
+        name = field.split(".", 1)[1]
+        if field not in given and config.model.get(name) is not None:
+            notes.append(f"note: --config.model.generator={config.model.generator} uses that "
+                         f"generator's own {name}, not the config file's {name}="
+                         f"{config.model[name]} (pass --config.{field}=N to set it)")
+            config.model[name] = None
+    return notes
 
 
 def _fields(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -118,13 +177,18 @@ def run_main(
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     try:
         base = load_config_file(spec or config_file(family))
+        if spec:
+            check_family(base, family, spec.partition(":")[0])
         check_overrides(base, argv)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
+    before = set(flags.FLAGS)
     config_flags.DEFINE_config_file(
-        "config", config_file(family), f"{family} config file (default: the CPU default).",
+        "config", config_file(family),
+        f"{family} config file (default: the CPU default). Override any of its fields with "
+        "--config.<field>=<value>; --show_config prints them all.",
         lock_config=True,
     )
     flags.DEFINE_string("workdir", None,
@@ -133,8 +197,19 @@ def run_main(
                       "Call jax.distributed.initialize() (auto: on multi-process launches).")
     modes = ["train", *(other_modes or {})]
     flags.DEFINE_enum("mode", "train", modes, "What to do.")
+    flags.DEFINE_bool("show_config", False,
+                      "Print the config with every override applied (all --config.<field> "
+                      "names and values) and exit.")
     if extra_flags:
         extra_flags()
+    # --help lists the flags defined here and by extra_flags, not only the entry point's own.
+    for name in ("config", "workdir", "distributed", "mode", "show_config",
+                 *sorted(set(flags.FLAGS) - before)):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    if any(a in ("-h", "-?", "--help", "--helpshort") for a in argv):  # absl's exits 1
+        print((sys.modules["__main__"].__doc__ or "").strip() + "\n")
+        print(flags.FLAGS.main_module_help())
+        sys.exit(0)
 
     def main(_argv):
         from absl import logging
@@ -143,13 +218,19 @@ def run_main(
         maybe_initialize_distributed(flags.FLAGS.distributed)
         enable_compilation_cache()
         config = flags.FLAGS.config
+        with config.unlocked():
+            for note in reset_generator_depth(config, argv):
+                print(note, flush=True)
+        if flags.FLAGS.show_config:
+            print(config)
+            return
         workdir = flags.FLAGS.workdir or str(runner.default_workdir(family))
         fn = train_and_evaluate if flags.FLAGS.mode == "train" else other_modes[flags.FLAGS.mode]
         print(f"workdir: {Path(workdir).absolute()}", flush=True)
         try:
             fn(config, workdir)
         except (runner.NonFiniteLossError, runner.WorkdirError, ValueError,
-                FileNotFoundError) as e:
+                FileNotFoundError, FileExistsError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxgan.experiments import _shared, cli, runner
@@ -84,8 +85,11 @@ def _sample_inputs(config):
 
 
 def _sample_fn(config, state):
+    """EMA samples clipped to [-1, 1]: the generator's output is linear (as the reference's),
+    and the reference clips it the same way when it converts images for its metrics."""
     def sample(key, n):
-        return T.generate(config, state, jax.random.normal(key, (n, config.model.latent_dim)))
+        z = jax.random.normal(key, (n, config.model.latent_dim))
+        return jnp.clip(T.generate(config, state, z), -1.0, 1.0)
     return sample
 
 
@@ -109,11 +113,30 @@ def family() -> runner.Family:
     )
 
 
+#: Metrics that need images of at least 16x16 (SWD's coarsest pyramid level, MS-SSIM's five
+#: scales): skipped at the earlier, smaller stages.
+MIN_SIZE_METRICS = ("swd", "ms_ssim")
+
+
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
-    """Metrics of the EMA generator at its current stage against the eval split."""
+    """Metrics of the EMA generator at its current stage against the eval split (SWD and
+    MS-SSIM from the 16x16 stage on)."""
+    from jaxgan.metrics.swd import MIN_LEVEL_SIZE
+
+    names = [m.strip() for m in (kw.pop("metrics", None) or config.eval_metrics).split(",")]
+    res = T.stage_resolution(int(state.stage))
+    if res < MIN_LEVEL_SIZE:
+        skipped = [m for m in names if m in MIN_SIZE_METRICS]
+        names = [m for m in names if m and m not in MIN_SIZE_METRICS]
+        if skipped:
+            print(f"step {step}: {', '.join(skipped)} skipped at the {res}x{res} stage (they "
+                  f"need {MIN_LEVEL_SIZE}x{MIN_LEVEL_SIZE} images or larger)", flush=True)
+    if not any(names):
+        return {}
     real = _shared.cycle_images(_loader(config, int(state.stage), config.data.eval_split, False),
                                 "image")
-    return _shared.run_evaluation(config, _sample_fn(config, state), real, step, **kw)
+    return _shared.run_evaluation(config, _sample_fn(config, state), real, step,
+                                  metrics=",".join(names), **kw)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):

@@ -151,7 +151,12 @@ class MetricWriter:
         self._file = self.path.open("a")
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(str(workdir / "tensorboard"))
+        # TensorBoard drops the events at or after purge_step that an interrupted run wrote
+        # past its checkpoint, as _truncate drops their metrics.jsonl lines.
+        # The suffix keeps a resumed run's file apart from one opened in the same second.
+        self._tb = SummaryWriter(str(workdir / "tensorboard"),
+                                 purge_step=resume_step + 1 if resume_step else None,
+                                 filename_suffix=f".{os.getpid()}.{resume_step}")
 
     def _truncate(self, resume_step: int) -> None:
         """Drop lines past the resumed step: an interrupted run may have logged beyond its
@@ -262,23 +267,31 @@ def check_signature(workdir: Path, meta: dict, family: str, signature: dict,
 
 
 class _Preemption:
-    """SIGTERM (TPU preemption): finish the current step, checkpoint, exit cleanly."""
+    """SIGTERM (a TPU preemption) or Ctrl-C: finish the current step, checkpoint, exit cleanly.
+
+    A second Ctrl-C interrupts at once (KeyboardInterrupt), without a checkpoint.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.requested: str | None = None  # the signal's name once one arrived
+        self._previous: dict = {}
 
     def __enter__(self) -> _Preemption:  # noqa: PYI034
         with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def _host_scalars(metrics: dict) -> dict[str, float]:
@@ -288,6 +301,35 @@ def _host_scalars(metrics: dict) -> dict[str, float]:
 
 def _batch_size_of(batch: dict) -> int:
     return int(next(iter(batch.values())).shape[0])
+
+
+def check_loop_config(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError for loop fields no run can use, naming the override that fixes them,
+    before the workdir is touched."""
+    least = {"num_steps": 0, "log_every": 1, "checkpoint_every": 1, "max_checkpoints": 1,
+             "sample_every": 0, "eval_every": 0, "num_samples": 1, "eval_num_images": 2}
+    for field, low in least.items():
+        value = config.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            what = "a whole number" + (f" >= {low}" if low else " >= 0")
+            off = " (0 turns it off)" if field in ("sample_every", "eval_every") else ""
+            raise ValueError(f"config field {field}={value!r} must be {what}{off}: "
+                             f"pass e.g. --config.{field}={max(low, 1) * 10}")
+    if int(config.get("eval_every", 0) or 0):
+        from jaxgan import metrics as M
+
+        names = [m.strip() for m in config.eval_metrics.split(",") if m.strip()]
+        unknown = [m for m in names if m not in M.KNOWN_METRICS]
+        if unknown:
+            raise ValueError(f"unknown eval_metrics {unknown}; known: {', '.join(M.KNOWN_METRICS)}"
+                             f" (e.g. --config.eval_metrics=swd,ms_ssim)")
+        if {"fid", "kid"} & set(names) and not config.get("eval_inception"):
+            raise ValueError("eval_metrics fid/kid need Inception-v3 weights: pass "
+                             "--config.eval_inception=path/to/weights.npz (file format: "
+                             "jaxgan.metrics.inception), or drop fid/kid from "
+                             "--config.eval_metrics")
 
 
 def run(
@@ -302,6 +344,7 @@ def run(
     Returns the final state. Raises :class:`NonFiniteLossError` on a non-finite loss (the last
     good checkpoint is kept) and :class:`WorkdirError` for an unusable workdir.
     """
+    check_loop_config(config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
     mesh = mesh_for(family.batch_sizes(config))
@@ -329,6 +372,15 @@ def run(
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     step = int(jax.device_get(state.step))
     num_steps = int(config.num_steps)
+    if step > num_steps:
+        ckpt.close()
+        raise WorkdirError(
+            f"workdir {workdir} is already at step {step}, past num_steps={num_steps}: nothing "
+            f"to train. Pass --config.num_steps above {step} to continue it, or another "
+            "--workdir to start a new run.")
+    if step == num_steps and found is not None:
+        print(f"{family.name}: {workdir} is already at num_steps={num_steps}; pass a larger "
+              "--config.num_steps to continue it", flush=True)
     step_fn = family.make_step(config, mesh, stage)
     fresh = True  # step_fn not run yet (it compiles on its first call)
     told = False  # said once that freed memory is not held (jaxgan.experiments.memory)
@@ -411,17 +463,18 @@ def run(
                     memory.hold_freed_memory(False)
                     results = evaluate(config, state, step)
                     fresh = True
-                    writer.write(step, {f"eval/{k}": v for k, v in results.items()})
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
-                                                           for k, v in results.items()))
+                    if results:
+                        writer.write(step, {f"eval/{k}": v for k, v in results.items()})
+                        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
+                                                               for k, v in results.items()))
                 if preemption.requested:
                     if not bool(jax.device_get(ok_flag)):
                         raise NonFiniteLossError(
                             _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
                     save(force=True)
                     ckpt.wait()
-                    bar.write(f"SIGTERM: saved checkpoint at step {step} in {workdir}; "
-                              "run the same command to resume")
+                    bar.write(f"{preemption.requested}: saved checkpoint at step {step} in "
+                              f"{workdir}; run the same command to resume")
                     break
                 if step % int(config.checkpoint_every) == 0 or last:
                     if not bool(jax.device_get(ok_flag)):
@@ -445,6 +498,15 @@ def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: Pa
             "rerun (it resumes from that checkpoint).")
 
 
+def _read_checkpoints(workdir: str | os.PathLike) -> tuple[Path, Checkpointer]:
+    """(path, a Checkpointer that reads) of ``workdir``'s checkpoints, creating nothing."""
+    path = Path(workdir).absolute()
+    if not (path / "checkpoints").is_dir():
+        what = "no checkpoints in" if path.is_dir() else "no such workdir:"
+        raise WorkdirError(f"{what} {path}: train there first, or pass the --workdir of a run")
+    return path, Checkpointer(path / "checkpoints", 1)
+
+
 def restore_latest(family: Family, config: ml_collections.ConfigDict | None, workdir: str
                    ) -> tuple[PyTree, int, ml_collections.ConfigDict]:
     """(state, step, config) of the latest checkpoint in ``workdir``.
@@ -452,10 +514,7 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
     ``config=None`` takes the config saved with the checkpoint; a given config must describe
     the same model (else :class:`WorkdirError`).
     """
-    path = Path(workdir).absolute()
-    if not (path / "checkpoints").is_dir():
-        raise WorkdirError(f"no checkpoints in {path}: train there first")
-    ckpt = Checkpointer(path / "checkpoints", 1)
+    path, ckpt = _read_checkpoints(workdir)
 
     chosen = {}
 
@@ -495,8 +554,7 @@ def default_signature(family: Family) -> dict | None:
 
 def checkpoint_family(workdir: str) -> str:
     """The family name recorded with the latest checkpoint of ``workdir``."""
-    path = Path(workdir).absolute()
-    ckpt = Checkpointer(path / "checkpoints", 1)
+    path, ckpt = _read_checkpoints(workdir)
     try:
         found = ckpt.newest_meta()
     finally:

@@ -22,6 +22,15 @@ def restore_latest(family: runner.Family, config: ml_collections.ConfigDict, wor
     return state, step
 
 
+def check_output(output_dir: str) -> Path:
+    """``output_dir`` as a Path; FileExistsError when it names an existing file."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output={output_dir} is a file, not a folder: pass a folder "
+                              "(new or existing) for the translated images")
+    return out
+
+
 def translate_folder(
     apply_fn: Callable[[jax.Array, jax.Array], jax.Array],
     input_dir: str,
@@ -30,16 +39,29 @@ def translate_folder(
     image_size: int,
     channels: int,
     seed: int = 0,
+    skip_corrupt: bool = False,
 ) -> int:
     """Resize every image under ``input_dir`` to ``image_size``, run ``apply_fn(images, key)``
-    and write PNGs to ``output_dir`` (same relative paths). Returns the number written."""
+    and write PNGs to ``output_dir`` (same relative paths). Returns the number written.
+
+    A file that does not decode stops the run with an error naming it (outputs already written
+    stay), or with ``skip_corrupt`` is skipped and reported at the end.
+    """
+    out_root = check_output(output_dir)
     files = data.list_image_files(input_dir)
     if not files:
         raise data.NoImagesFoundError(f"no images under {input_dir} (png, jpg, bmp, tif)")
-    out_root = Path(output_dir)
     fn = jax.jit(apply_fn)
+    skipped = []
     for i, f in enumerate(files):
-        img = data.to_channels(data.decode_image(f), channels)
+        try:
+            decoded = data.decode_image(f)
+        except data.CorruptImageError:
+            if not skip_corrupt:
+                raise
+            skipped.append(f)
+            continue
+        img = data.to_channels(decoded, channels)
         img = data.resize(data.center_crop_square(img), (image_size, image_size))
         x = jnp.asarray(data.to_float(img))[None]
         y = np.asarray(fn(x, jax.random.fold_in(jax.random.key(seed), i)))[0]
@@ -47,4 +69,7 @@ def translate_folder(
         target = out_root / Path(f).relative_to(input_dir).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(y[..., 0] if y.shape[-1] == 1 else y).save(target)
-    return len(files)
+    if skipped:
+        print(f"skip_corrupt: skipped {len(skipped)} unreadable image file(s) of {len(files)}: "
+              f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", flush=True)
+    return len(files) - len(skipped)
