@@ -21,6 +21,7 @@ from jaxgan.data import (
     DatasetNotPreparedError,
     ImageTooSmallError,
     NoImagesFoundError,
+    NotSideBySideError,
     OddWidthError,
     PairMismatchError,
     UnknownDatasetError,
@@ -221,15 +222,13 @@ def test_iterator_state_with_orbax(tmp_path):
 
 
 def test_worker_processes():
-    """worker_count=2: same records per pair of batches as in-process, state restores."""
+    """worker_count=2: the in-process batches, and the state restores."""
     src = id_source(16)
     kw = {"global_batch_size": 4, "seed": 5, "image_size": 4, "channels": 1, "transforms": "none"}
     base = take(iter(data.make_loader(src, **kw)), 4)
     it = iter(data.make_loader(src, worker_count=2, **kw))
     multi = take(it, 4)
-    # grain deals records round-robin to the two workers, which batch independently.
-    assert sorted(np.concatenate([ids(b) for b in multi])) == \
-        sorted(np.concatenate([ids(b) for b in base]))
+    assert [ids(b).tolist() for b in multi] == [ids(b).tolist() for b in base]
     state = it.get_state()
     expected = take(it, 2)
     it2 = iter(data.make_loader(src, worker_count=2, **kw))
@@ -259,7 +258,7 @@ def test_per_process_shard(monkeypatch):
 def test_pair_transforms_identical_for_a_and_b(tmp_path):
     img = rgb(30, 26, 0)
     Image.fromarray(np.concatenate([img, img], 1)).save(tmp_path / "p.png")  # A == B
-    src = data.make_source(f"aligned:{tmp_path}")
+    src = data.make_source(f"aligned:{tmp_path}", check_aspect=False)  # halves not square
     assert src[0]["A"].shape == (30, 26, 3)
     np.testing.assert_array_equal(src[0]["A"], src[0]["B"])
     loader = data.make_loader(src, global_batch_size=1, seed=0, image_size=16,
@@ -451,9 +450,13 @@ def test_empty_and_missing_folders(tmp_path):
 
 def test_odd_width_pair(tmp_path):
     Image.fromarray(rgb(8, 15, 0)).save(tmp_path / "odd.png")
-    src = data.make_source(f"aligned:{tmp_path}")
-    with pytest.raises(OddWidthError, match="odd.png.*15 pixels wide"):
-        src[0]
+    with pytest.raises(NotSideBySideError, match="odd.png.*15x8"):  # not 2 x height
+        data.make_source(f"aligned:{tmp_path}")
+    # Any even width is allowed with check_aspect=False; an odd one still fails up front.
+    with pytest.raises(OddWidthError, match="1 of 1 .*odd.png.*15 pixels wide"):
+        data.make_source(f"aligned:{tmp_path}", check_aspect=False)
+    with pytest.raises(OddWidthError, match="15 pixels wide"):
+        data.split_aligned(rgb(8, 15, 0))
 
 
 def test_image_smaller_than_crop(tmp_path):

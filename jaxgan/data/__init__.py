@@ -36,9 +36,11 @@ from jaxgan.data.embedded import DigitsSource, Edges2PhotosSource, edge_map, pho
 from jaxgan.data.errors import (
                                 CorruptImageError,
                                 DataError,
+                                DatasetDownloadError,
                                 DatasetNotPreparedError,
                                 ImageTooSmallError,
                                 NoImagesFoundError,
+                                NotSideBySideError,
                                 OddWidthError,
                                 PairMismatchError,
                                 UnknownDatasetError,
@@ -66,9 +68,10 @@ from jaxgan.data.transforms import (
 )
 
 __all__ = [
-    "AlignedSource", "ArraySource", "CorruptImageError", "DataError", "DatasetNotPreparedError",
-    "DigitsSource", "Edges2PhotosSource", "ImageFolderSource", "ImageTooSmallError",
-    "ImageTransform", "Loader", "NoImagesFoundError", "OddWidthError", "PairMismatchError",
+    "AlignedSource", "ArraySource", "CorruptImageError", "DataError", "DatasetDownloadError",
+    "DatasetNotPreparedError", "DigitsSource", "Edges2PhotosSource", "ImageFolderSource",
+    "ImageTooSmallError", "ImageTransform", "Loader", "NoImagesFoundError",
+    "NotSideBySideError", "OddWidthError", "PairMismatchError",
     "PairedFolderSource", "UnalignedSource", "UnknownDatasetError", "box_downsample",
     "center_crop_square", "decode_image", "edge_map", "hflip", "list_image_files",
     "make_loader", "make_source", "photos2ihc", "resize", "split_aligned", "to_channels",

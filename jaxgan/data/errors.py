@@ -18,8 +18,8 @@ class CorruptImageError(DataError):
         self.path = str(path)
         super().__init__(
             f"cannot read image file {self.path!r}: {reason}. Delete or replace the file, or "
-            "pass skip_corrupt=True to make_source to skip unreadable files (they are counted "
-            "and reported)."
+            "set --config.data.skip_corrupt=True (skip_corrupt=True for make_source) to skip "
+            "unreadable files (they are counted and reported)."
         )
 
 
@@ -35,6 +35,10 @@ class OddWidthError(DataError):
     """A side-by-side (pix2pix ``aligned``) image has an odd width, so A|B cannot be split."""
 
 
+class NotSideBySideError(DataError):
+    """Files of a pix2pix ``aligned`` folder are not ``A|B`` side by side (width != 2 x height)."""
+
+
 class ImageTooSmallError(DataError):
     """An image is smaller than the requested crop."""
 
@@ -45,3 +49,7 @@ class UnknownDatasetError(DataError):
 
 class DatasetNotPreparedError(FileNotFoundError):
     """A TFDS dataset is known but not prepared (no array_record files in ``data_dir``)."""
+
+
+class DatasetDownloadError(DatasetNotPreparedError):
+    """``download=True`` was given but TFDS failed to download or prepare the dataset."""

@@ -4,8 +4,9 @@ All decoded images are ``np.uint8`` arrays of shape ``(H, W, C)`` with ``C`` in
 ``{1, 2, 3, 4}`` (gray, gray+alpha, RGB, RGBA), values in ``[0, 255]``. 16-bit files are
 mapped to 8 bits (``round(v / 257)`` for 16-bit gray; Pillow itself keeps the high byte of
 16-bit RGB); palette images become RGB, or RGBA when they carry transparency. Alpha is kept
-here and dropped by the pipeline's channel conversion. EXIF orientation is not applied (as in
-the PyTorch reference loaders).
+here and dropped by the pipeline's channel conversion. The EXIF Orientation tag is applied
+(``ImageOps.exif_transpose``), so photos from cameras and phones come out upright, and
+:func:`image_size` reports that upright size.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from jaxgan.data.errors import CorruptImageError, NoImagesFoundError
 
@@ -22,6 +23,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".
 
 # Pillow refuses images above ~179 Mpixel by default ("decompression bomb"); real
 # datasets stay far below, keep the protection.
+
+# EXIF orientations that turn the image by 90 degrees (width and height swap).
+_SWAPS_AXES = (5, 6, 7, 8)
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -51,9 +55,21 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF Orientation of an opened image, 1 (upright) when it has none or it is broken.
+
+    Reads no pixels, except for a PNG whose EXIF comes after its pixel data (Pillow decodes
+    the image to find it); :func:`image_size` skips those.
+    """
+    try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # noqa: BLE001 (a malformed EXIF block: keep the pixels as stored)
+        return 1
+
+
 def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = None
                  ) -> np.ndarray:
-    """Reads one image file.
+    """Reads one image file, upright: its EXIF Orientation is applied.
 
     Args:
       path: a PNG, JPEG, BMP, TIFF or WebP file, 8 or 16 bits per channel, gray/RGB/RGBA.
@@ -70,8 +86,11 @@ def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = Non
     try:
         with Image.open(path) as im:
             if min_size is not None and im.format == "JPEG":
-                im.draft(im.mode, (int(min_size[1]), int(min_size[0])))
+                h, w = int(min_size[0]), int(min_size[1])  # upright; draft takes stored (w, h)
+                im.draft(im.mode, (h, w) if _orientation(im) in _SWAPS_AXES else (w, h))
             im.load()
+            if _orientation(im) != 1:
+                ImageOps.exif_transpose(im, in_place=True)
             return _pil_to_array(im)
     except CorruptImageError:
         raise
@@ -80,10 +99,14 @@ def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = Non
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image file from its header, without decoding the pixels."""
+    """(height, width) of an image file, upright (EXIF orientation applied), from its header
+    alone: the pixels are not decoded."""
     try:
         with Image.open(path) as im:
             w, h = im.size
+            header_exif = im.format != "PNG" or "exif" in im.info
+            if header_exif and _orientation(im) in _SWAPS_AXES:
+                w, h = h, w
     except Exception as e:
         raise CorruptImageError(str(path), f"{type(e).__name__}: {e}") from e
     return h, w

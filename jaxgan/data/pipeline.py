@@ -6,10 +6,18 @@ B) -> float32 in [-1, 1] -> PGGAN box downsampling (``resolution``) -> batch.
 
 Determinism: grain's ``IndexSampler`` shuffles record indices with a new permutation each
 epoch from ``seed``, and every record gets its own ``np.random.Generator`` derived from
-``seed`` and its position in the stream, so the same ``seed`` (and the same
-``worker_count`` and process count: grain assigns records to workers round-robin) gives the
-same batches. Epochs run back to back: with ``num_epochs=None`` the stream is endless and a
-batch may straddle two epochs.
+``seed`` and its position in the stream, so the same ``seed`` (and process count) gives the
+same batches, whatever ``worker_count`` is: grain deals the stream round-robin to its worker
+processes, which batch separately, and :class:`_WorkerOrderSampler` hands each worker the
+records of the in-process batches (with finite ``num_epochs`` the last ``worker_count``
+batches or fewer may differ). Epochs run back to back: with ``num_epochs=None`` the stream
+is endless and a batch may straddle two epochs.
+
+Worker processes (``worker_count > 0``, spawned by grain) exit when the training process
+dies, even by SIGKILL, instead of living on as orphans (see :func:`_exit_with_parent`).
+
+Folder sources report their images' sizes from the file headers; ``make_loader`` warns once,
+up front, when some are smaller than what they are resized to (they would be upscaled).
 
 Multi-host: the sampler uses ``grain.sharding.ShardByJaxProcess``, so each JAX process reads a
 disjoint ``1 / process_count`` of the records and yields batches of
@@ -32,6 +40,10 @@ device by the train step (``jaxgan.data.box_downsample`` works on jax arrays too
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,6 +53,101 @@ import numpy as np
 
 from jaxgan.data.errors import DataError, ImageTooSmallError
 from jaxgan.data.transforms import MODES, ImageTransform, _hw
+
+_parent_watch: threading.Thread | None = None
+
+
+def _exit_with_parent() -> None:
+    """In a grain worker process: exit as soon as the parent (training) process is gone.
+
+    grain's workers wait on their output queue and never notice a parent that was killed
+    (SIGKILL, the OOM killer), so they would live on as orphans, and with them
+    multiprocessing's resource tracker, which exits only when they do.
+    ``multiprocessing.parent_process()``'s sentinel becomes ready when the parent exits; a
+    daemon thread waits on it. (``prctl(PR_SET_PDEATHSIG)`` does not fit: it fires when the
+    spawning *thread* ends, and grain spawns its workers from its prefetch threads.) No-op in
+    a process that multiprocessing did not start.
+    """
+    global _parent_watch
+    parent = multiprocessing.parent_process()
+    if parent is None or _parent_watch is not None:
+        return
+
+    def wait_then_exit() -> None:
+        parent.join()
+        os._exit(1)
+
+    _parent_watch = threading.Thread(target=wait_then_exit, name="jaxgan-exit-with-parent",
+                                     daemon=True)
+    _parent_watch.start()
+
+
+class _WorkerOrderSampler:
+    """grain's ``IndexSampler`` reordered so ``worker_count`` processes yield the batches of
+    the in-process pipeline.
+
+    grain gives worker ``w`` of ``W`` the stream positions ``w, w + W, ...`` and each worker
+    batches its own records; the batches are then taken from the workers in turn. So batch
+    ``k`` is worker ``k % W``'s batch ``k // W``. Within each block of ``W * batch_size``
+    positions this sampler maps a worker's positions to those of in-process batch ``k``;
+    each record keeps its inner-sampler metadata, so its random transform is the same too.
+    Positions past the last full block (finite streams only) keep grain's order.
+    ``shard_count`` is the process count of the shard options (positions interleave them).
+
+    grain pickles the pipeline into each worker; unpickling there (``__setstate__``) is
+    where the worker starts :func:`_exit_with_parent` (``grain.DataLoader`` takes no
+    ``worker_init_fn``).
+    """
+
+    def __init__(self, inner: grain.samplers.IndexSampler, *, worker_count: int,
+                 batch_size: int, shard_count: int):
+        self.inner = inner
+        self.worker_count, self.batch_size, self.shard_count = (
+            int(worker_count), int(batch_size), int(shard_count))
+        block = self.worker_count * self.batch_size
+        self._full = (len(inner) // self.shard_count) // block * block
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> Any:
+        local, shard = divmod(int(index), self.shard_count)
+        if 0 <= local < self._full:
+            block, r = divmod(local, self.worker_count * self.batch_size)
+            i, w = divmod(r, self.worker_count)  # worker w's i-th record of this block
+            local = (block * self.worker_count + w) * self.batch_size + i
+        return self.inner[local * self.shard_count + shard]
+
+    def __repr__(self) -> str:
+        return (f"_WorkerOrderSampler({self.inner!r}, worker_count={self.worker_count}, "
+                f"batch_size={self.batch_size})")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _exit_with_parent()
+
+
+def _warn_if_upscaled(source: Any, mode: str, size: tuple[int, int],
+                      load_size: tuple[int, int] | None) -> None:
+    """Warns when folder images are smaller than what ``mode`` resizes them to.
+
+    Sizes come from the file headers (``source.image_sizes()``, folder sources only).
+    """
+    sizes = source.image_sizes() if hasattr(source, "image_sizes") else None
+    if not sizes or mode not in ("resize", "center_crop", "resize_and_crop"):
+        return
+    th, tw = load_size if mode == "resize_and_crop" else size
+    if mode == "center_crop":  # the centred square of side min(h, w) is resized
+        small = [(h, w) for h, w in sizes if min(h, w) < max(th, tw)]
+    else:
+        small = [(h, w) for h, w in sizes if h < th or w < tw]
+    if small:
+        h, w = min(small, key=lambda hw: (hw[0] * hw[1], hw))
+        warnings.warn(
+            f"{len(small)} of {len(sizes)} images of {source!r} are smaller than the {th}x{tw} "
+            f"(HxW) that transforms={mode!r} resizes them to (the smallest is {h}x{w}): they "
+            "will be upscaled, i.e. blurry. Use larger images or a smaller image_size.",
+            stacklevel=3)
 
 
 @dataclasses.dataclass
@@ -116,7 +223,8 @@ def make_loader(
       global_batch_size: batch size summed over all JAX processes; must be divisible by
         ``jax.process_count()``. Each process yields ``global_batch_size // process_count``.
       seed: shuffle and random-transform seed.
-      image_size: output size ``s`` or ``(h, w)`` before ``resolution`` downsampling.
+      image_size: output size ``s`` or ``(h, w)`` before ``resolution`` downsampling. Folder
+        images smaller than what they are resized to give one warning (they get upscaled).
       channels: 1 or 3 for every image key, a dict per key (``{"A": 1, "B": 3}``), or None
         for the first record's channels (alpha dropped).
       transforms: geometric mode: ``"resize"``, ``"center_crop"``, ``"resize_and_crop"``
@@ -127,7 +235,8 @@ def make_loader(
       resolution: PGGAN stage resolution; ``image_size / resolution`` must be a power of 2.
       shuffle: reshuffle every epoch (seeded).
       num_epochs: None for an endless stream.
-      worker_count: grain worker processes (0 = transforms in the calling thread).
+      worker_count: grain worker processes (0 = transforms in the calling thread); the
+        batches are the same for every count.
       worker_buffer_size: batches buffered per worker.
       read_threads: threads reading (decoding) records; prefetch: records read ahead.
       drop_remainder: drop the last partial batch (only matters with finite ``num_epochs``).
@@ -136,6 +245,7 @@ def make_loader(
       A :class:`Loader`; ``iter(loader)`` yields ``{key: np.float32 (B, h, w, c)}`` in [-1, 1].
     """
     n = len(source)
+    worker_count = int(worker_count)
     if n == 0:
         raise DataError(f"data source {source!r} is empty.")
     nproc = jax.process_count()
@@ -165,6 +275,7 @@ def make_loader(
                     or factor & (factor - 1)):
                 raise DataError(f"resolution={resolution} must be image_size / 2**k for a "
                                 f"square image_size, got image_size {size}.")
+        _warn_if_upscaled(source, transforms, size, lsize)
         chans = _infer_channels(first, channels)
         transform = ImageTransform(image_size=size, channels=chans, mode=transforms,
                                    load_size=lsize, flip=bool(flip),
@@ -176,20 +287,26 @@ def make_loader(
     else:
         operations = list(transforms)
         shapes = {}
+    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
     sampler = grain.samplers.IndexSampler(
         num_records=n,
-        shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
+        shard_options=shard_options,
         shuffle=shuffle,
         num_epochs=num_epochs,
         seed=int(seed),
     )
+    if worker_count > 0:
+        sampler = _WorkerOrderSampler(sampler, worker_count=worker_count,
+                                      batch_size=per_process,
+                                      shard_count=shard_options.shard_count)
     operations.append(grain.transforms.Batch(batch_size=per_process,
                                              drop_remainder=drop_remainder))
     loader = grain.DataLoader(
         data_source=source,
         sampler=sampler,
+        shard_options=shard_options,
         operations=operations,
-        worker_count=int(worker_count),
+        worker_count=worker_count,
         worker_buffer_size=int(worker_buffer_size),
         read_options=grain.ReadOptions(num_threads=int(read_threads),
                                        prefetch_buffer_size=int(prefetch)),

@@ -10,6 +10,11 @@ and reports how many). Folder sources take ``decode_size=s``: a speed hint that 
 decode at a reduced DCT scale that is still at least ``s`` pixels (set it to the loader's
 ``image_size``, or ``load_size`` for resize_and_crop, when the files are much larger).
 
+Folder sources also report their images' sizes from the file headers (``image_sizes()``,
+no decoding), which ``make_loader`` uses to warn about images it would upscale; an
+``aligned`` folder checks them when it is built: each file must be ``A|B`` (width = 2 x
+height) unless ``check_aspect=False``.
+
 Each source has a deterministic ``repr``: grain stores it in iterator checkpoints and
 refuses to restore into a different source.
 """
@@ -26,10 +31,11 @@ import numpy as np
 from jaxgan.data.errors import (
     CorruptImageError,
     NoImagesFoundError,
+    NotSideBySideError,
     OddWidthError,
     PairMismatchError,
 )
-from jaxgan.data.image_io import decode_image, list_image_files
+from jaxgan.data.image_io import decode_image, image_size, list_image_files
 
 Record = dict[str, np.ndarray]
 _LOG = logging.getLogger(__name__)
@@ -75,6 +81,12 @@ def _drop_corrupt(files: list[str], what: str) -> tuple[list[str], list[str]]:
     return good, bad
 
 
+def _header_sizes(files: Sequence[str]) -> list[tuple[int, int]]:
+    """(height, width) of every file from its header (threads: the reads wait on the disk)."""
+    with ThreadPoolExecutor(max_workers=max(2, min(32, 4 * (os.cpu_count() or 1)))) as pool:
+        return list(pool.map(image_size, files))
+
+
 class ArraySource:
     """In-memory images: ``{key: images[i]}`` for a uint8 ``(N, H, W, C)`` array."""
 
@@ -108,6 +120,13 @@ class ImageFolderSource:
         self.skipped_files: list[str] = []
         if skip_corrupt:
             self.files, self.skipped_files = _drop_corrupt(self.files, repr(self.root))
+        self._sizes: list[tuple[int, int]] | None = None
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every image, from the file headers (read once, then kept)."""
+        if self._sizes is None:
+            self._sizes = _header_sizes(self.files)
+        return self._sizes
 
     def __len__(self) -> int:
         return len(self.files)
@@ -132,23 +151,62 @@ def split_aligned(image: np.ndarray, path: str = "<array>") -> tuple[np.ndarray,
     return image[:, : w // 2], image[:, w // 2:]
 
 
+def _check_side_by_side(files: list[str], sizes: list[tuple[int, int]], root: str,
+                        check_aspect: bool) -> None:
+    """Raises up front when the files of an ``aligned`` folder cannot be ``A|B`` pairs.
+
+    Without it a folder of single images trains silently on their left and right halves.
+    """
+    n = len(files)
+    if check_aspect:
+        bad = [i for i, (h, w) in enumerate(sizes) if w != 2 * h]
+        if bad:
+            h, w = sizes[bad[0]]
+            raise NotSideBySideError(
+                f"'aligned:' needs A and B side by side in each file (width = 2 x height, as in "
+                f"the pix2pix datasets, e.g. facades' 512x256), but {len(bad)} of {n} files in "
+                f"{root!r} are not; the first, {files[bad[0]]!r}, is {w}x{h} (width x height). "
+                "Point 'aligned:' at a folder of A|B files, or use 'folder:' for single images "
+                "and 'pairs:<dirA>,<dirB>' for A and B in two folders; for A|B files whose "
+                "halves are not square pass check_aspect=False."
+            )
+    odd = [i for i, (_, w) in enumerate(sizes) if w % 2]
+    if odd:
+        raise OddWidthError(
+            f"{len(odd)} of {n} side-by-side pairs in {root!r} have an odd width; the first, "
+            f"{files[odd[0]]!r}, is {sizes[odd[0]][1]} pixels wide: a pix2pix 'aligned' image "
+            "must be A|B with two halves of equal width. Crop or pad them to an even width, or "
+            "store the pairs as two folders and use 'pairs:<dirA>,<dirB>'."
+        )
+
+
 class AlignedSource:
     """pix2pix "aligned" folder: each file is ``A|B`` side by side; records ``{"A", "B"}``.
 
-    ``direction="BtoA"`` swaps the halves (the reference ``--direction BtoA``).
+    ``direction="BtoA"`` swaps the halves (the reference ``--direction BtoA``). The file
+    headers are checked when the source is built: every width must be 2 x the height (the
+    pix2pix datasets' square halves; ``check_aspect=False`` allows any even width), else
+    :class:`NotSideBySideError` names the first offending file.
     """
 
     def __init__(self, root: str | os.PathLike, *, direction: str = "AtoB",
-                 skip_corrupt: bool = False, decode_size: int | None = None):
+                 skip_corrupt: bool = False, decode_size: int | None = None,
+                 check_aspect: bool = True):
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}.")
         self.direction = direction
         self.decode_size = None if decode_size is None else int(decode_size)
         self.folder = ImageFolderSource(root, skip_corrupt=skip_corrupt)
+        _check_side_by_side(self.folder.files, self.folder.image_sizes(), self.folder.root,
+                            bool(check_aspect))
 
     @property
     def files(self) -> list[str]:
         return self.folder.files
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every A (and B) half, from the file headers."""
+        return [(h, w // 2) for h, w in self.folder.image_sizes()]
 
     def __len__(self) -> int:
         return len(self.folder)
@@ -215,6 +273,13 @@ class PairedFolderSource:
             bad_set = set(bad)
             self.pairs = [p for p in self.pairs if p[0] not in bad_set and p[1] not in bad_set]
             self.skipped_files = bad
+        self._sizes: list[tuple[int, int]] | None = None
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every A and every B image, from the file headers."""
+        if self._sizes is None:
+            self._sizes = _header_sizes([p for pair in self.pairs for p in pair])
+        return self._sizes
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -250,6 +315,13 @@ class UnalignedSource:
         self.a, self.b, self.seed = a, b, int(seed)
         n = max(len(a), len(b))
         self.perm = np.random.default_rng(self.seed).permutation(n)
+
+    def image_sizes(self) -> list[tuple[int, int]] | None:
+        """(height, width) of every A and B image when both domains are folders, else None."""
+        if not (hasattr(self.a, "image_sizes") and hasattr(self.b, "image_sizes")):
+            return None
+        a, b = self.a.image_sizes(), self.b.image_sizes()
+        return None if a is None or b is None else a + b
 
     def __len__(self) -> int:
         return len(self.perm)

@@ -12,8 +12,10 @@ Spec syntax (``split`` is a keyword argument, default ``"train"``):
                                   with split train/test gives ``{"A", "B"}`` from trainA/trainB;
                                   options ``data_dir=``, ``download=``, ``image_key=``
 ``folder:<path>``                 images under ``path`` (recursive), ``{"image"}``
-``aligned:<path>``                pix2pix ``A|B`` side-by-side files, ``{"A", "B"}``;
-                                  option ``direction="BtoA"``
+``aligned:<path>``                pix2pix ``A|B`` side-by-side files (width = 2 x height,
+                                  checked from the headers), ``{"A", "B"}``; options
+                                  ``direction="BtoA"``, ``check_aspect=False`` (any even
+                                  width)
 ``pairs:<dirA>,<dirB>``           two folders with matching names, ``{"A", "B"}``
 ``unaligned:<dirA>,<dirB>``       CycleGAN unpaired folders, ``{"A", "B"}``; also
 ``unaligned:<root>``              ``<root>/<split>A`` and ``<root>/<split>B`` (CycleGAN layout)
@@ -21,8 +23,9 @@ Spec syntax (``split`` is a keyword argument, default ``"train"``):
 
 For the folder specs, when ``<path>/<split>`` (e.g. ``facades/train``) is a folder it is used
 instead of ``<path>``. Folder specs take ``skip_corrupt=True`` (decode all files once, skip
-and report the unreadable ones) and ``decode_size=<pixels>`` (JPEG reduced-scale decoding,
-a speed hint for large files). Paths must not contain commas.
+and report the unreadable ones; the CLI's ``--config.data.skip_corrupt=True``) and
+``decode_size=<pixels>`` (JPEG reduced-scale decoding, a speed hint for large files). Paths
+must not contain commas. An option the kind does not take raises :class:`DataError`.
 """
 from __future__ import annotations
 
@@ -42,6 +45,18 @@ SPEC_FORMS = ("digits", "digits:<size>", "edges2photos", "photos2ihc", "tfds:<na
               "folder:<path>", "aligned:<path>", "pairs:<dirA>,<dirB>",
               "unaligned:<dirA>,<dirB>", "unaligned:<root>")
 
+#: The keyword options of each kind (any other raises, rather than being silently ignored).
+_OPTIONS = {
+    "digits": ("size",),
+    "edges2photos": (),
+    "photos2ihc": ("seed",),
+    "tfds": ("data_dir", "download", "image_key", "seed"),
+    "folder": ("skip_corrupt", "decode_size"),
+    "aligned": ("direction", "skip_corrupt", "decode_size", "check_aspect"),
+    "pairs": ("direction", "skip_corrupt", "decode_size"),
+    "unaligned": ("seed", "skip_corrupt", "decode_size"),
+}
+
 
 def _two_dirs(kind: str, rest: str) -> tuple[str, str]:
     parts = [p.strip() for p in rest.split(",")]
@@ -59,8 +74,9 @@ def make_source(spec: str, *, split: str = "train", **options):
         ``"aligned:/data/facades"``.
       split: ``"train"``, ``"test"`` (or any TFDS split / subfolder name).
       **options: per-kind options: folders ``skip_corrupt``, ``decode_size``; aligned and
-        pairs also ``direction``; unaligned also ``seed`` (its random B partners); tfds
-        ``data_dir``, ``download``, ``image_key``, ``seed``; digits ``size``.
+        pairs also ``direction``, aligned ``check_aspect``; unaligned also ``seed`` (its
+        random B partners); tfds ``data_dir``, ``download``, ``image_key``, ``seed``; digits
+        ``size``; photos2ihc ``seed``.
 
     Returns:
       A grain random-access source of uint8 ``(H, W, C)`` records, ``{"image"}`` or
@@ -71,6 +87,12 @@ def make_source(spec: str, *, split: str = "train", **options):
                                   f"forms: {', '.join(SPEC_FORMS)}.")
     kind, sep, rest = spec.strip().partition(":")
     kind = kind.lower()
+    extra = sorted(set(options) - set(_OPTIONS.get(kind, options)))
+    if extra:
+        takes = ", ".join(_OPTIONS[kind]) or "none"
+        raise DataError(f"'{kind}' sources take no option {', '.join(extra)} (their options: "
+                        f"{takes}); unset it in config.data (e.g. --config.data.download="
+                        "False) or config.data.options, or drop it from the make_source call.")
     if kind == "digits":
         size = 8
         if sep:

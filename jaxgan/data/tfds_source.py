@@ -8,8 +8,9 @@ feature is kept (labels, attributes and ids are dropped).
 
 Datasets must be prepared in the array_record format first (``tfds build <name>
 --file_format=array_record``; building needs TensorFlow, some datasets like celeb_a_hq need a
-manual download). Reading them needs no TensorFlow. ``download=True`` asks TFDS to download
-and prepare on the fly instead.
+manual download). Reading them needs no TensorFlow. ``download=True`` (the CLI's
+``--config.data.download=True``) asks TFDS to download and prepare on the fly instead; when
+that fails, :class:`DatasetDownloadError` gives the cause.
 """
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxgan.data.errors import DataError, DatasetNotPreparedError, UnknownDatasetError
+from jaxgan.data.errors import (
+    DataError,
+    DatasetDownloadError,
+    DatasetNotPreparedError,
+    UnknownDatasetError,
+)
 from jaxgan.data.sources import Record, UnalignedSource, _check_index
 
 #: The datasets the project documents and tests (any TFDS image dataset works).
@@ -66,11 +72,28 @@ def _not_prepared_message(name: str, cls, data_dir: str | None, builder_dir: str
            f"--file_format=array_record{dd}` (the build step needs TensorFlow installed; reading "
            "in jaxgan does not)")
     if not manual:
-        msg += ", or pass download=True to make_source to download and prepare it now"
+        msg += (", or set --config.data.download=True (download=True for make_source) to "
+                "download and prepare it now")
     else:
         msg += (f". It needs a MANUAL download first: put the files in <manual_dir> and add "
                 f"--manual_dir=<manual_dir> to `tfds build`. TFDS says: {' '.join(manual.split())}")
     return msg + "."
+
+
+def _download_failed_message(name: str, cls, data_dir: str | None, builder_dir: str,
+                             error: Exception) -> str:
+    """The cause first (a failed download is not fixed by the not-prepared advice), then how
+    to prepare the dataset another way."""
+    manual = (getattr(cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or "").strip()
+    where = repr(data_dir) if data_dir else "TFDS's data_dir ($TFDS_DATA_DIR, ~/tensorflow_datasets)"
+    msg = (f"downloading and preparing TFDS dataset {name!r} (download=True) failed: "
+           f"{type(error).__name__}: {error}\nFix that (network access, free space under "
+           f"{builder_dir!r}, the packages TFDS's build step needs, e.g. tensorflow), or prepare "
+           f"the dataset where it works with `tfds build {name} --file_format=array_record` and "
+           f"copy what it writes into {where}.")
+    if manual:
+        msg += f" It needs a MANUAL download first; TFDS says: {' '.join(manual.split())}"
+    return msg
 
 
 class TfdsSource:
@@ -88,6 +111,9 @@ class TfdsSource:
                                        download=download)
         except Exception as e:
             builder = tfds.builder(name, data_dir=self.data_dir)
+            if download and not builder.is_prepared():
+                raise DatasetDownloadError(_download_failed_message(
+                    name, cls, self.data_dir, os.fspath(builder.data_dir), e)) from e
             if not builder.is_prepared():
                 raise DatasetNotPreparedError(
                     _not_prepared_message(name, cls, self.data_dir, os.fspath(builder.data_dir))
