@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from jaxgan.checkpoint import CheckpointError
 from jaxgan.experiments import runner
 
 FAMILIES = ("dcgan", "pix2pix", "cyclegan", "pggan")
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         step, results = evaluate_workdir(args.workdir, args.metrics, args.num_images,
                                          args.inception)
-    except (runner.WorkdirError, ValueError, FileNotFoundError) as e:
+    except (runner.WorkdirError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(step, results))

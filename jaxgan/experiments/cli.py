@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxgan.checkpoint import CheckpointError
 from jaxgan.experiments import memory, runner
 
 
@@ -229,8 +230,8 @@ def run_main(
         print(f"workdir: {Path(workdir).absolute()}", flush=True)
         try:
             fn(config, workdir)
-        except (runner.NonFiniteLossError, runner.WorkdirError, ValueError,
-                FileNotFoundError, FileExistsError) as e:
+        except (runner.NonFiniteLossError, runner.WorkdirError, CheckpointError,
+                ValueError, FileNotFoundError, FileExistsError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 

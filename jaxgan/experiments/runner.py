@@ -504,7 +504,7 @@ def _read_checkpoints(workdir: str | os.PathLike) -> tuple[Path, Checkpointer]:
     if not (path / "checkpoints").is_dir():
         what = "no checkpoints in" if path.is_dir() else "no such workdir:"
         raise WorkdirError(f"{what} {path}: train there first, or pass the --workdir of a run")
-    return path, Checkpointer(path / "checkpoints", 1)
+    return path, Checkpointer(path / "checkpoints", 1, read_only=True)
 
 
 def restore_latest(family: Family, config: ml_collections.ConfigDict | None, workdir: str
