@@ -185,3 +185,25 @@ def test_donated_step_updates_the_state_in_place():
     step = cyclegan.make_train_step(CONFIG)  # donated
     copied = copied_donated_buffers(step, initial_state(), toy_batch(0), jax.random.key(0))
     assert [name for name in copied if not name.startswith("state_pool_")] == [], copied
+
+
+def test_init_from_torch_maps_the_reference_names():
+    """The reference's G_A (A -> B) is g_ab, G_B g_ba, D_A (judging B) d_b, D_B d_a: a
+    state_dict given for each lands there exactly, the others stay."""
+    from jaxgan.interop import torch as interop
+
+    donor = cyclegan.create_state(CONFIG, jax.random.key(7))
+    start = initial_state()
+
+    def export(params, stats, name, model):
+        return interop.to_state_dict(model, {"params": params[name], "batch_stats": stats[name]})
+
+    state = cyclegan.init_from_torch(
+        CONFIG, start, G_A=export(donor.g_params, donor.g_batch_stats, "g_ab", "resnet_9blocks"),
+        D_A=export(donor.d_params, donor.d_batch_stats, "d_b", "pixel"))
+    chex.assert_trees_all_equal((state.g_params["g_ab"], state.d_params["d_b"]),
+                                (donor.g_params["g_ab"], donor.d_params["d_b"]))
+    chex.assert_trees_all_equal((state.g_params["g_ba"], state.d_params["d_a"], state.pool_a),
+                                (start.g_params["g_ba"], start.d_params["d_a"], start.pool_a))
+    with pytest.raises(ValueError, match=r"unknown network\(s\) \['G_C'\]"):
+        cyclegan.init_from_torch(CONFIG, start, G_C={})

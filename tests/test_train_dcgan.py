@@ -184,3 +184,24 @@ def test_donated_step_updates_the_state_in_place():
     copied = copied_donated_buffers(step, initial_state(), {"image": toy_images(0)},
                                     jax.random.key(0))
     assert copied == [], copied
+
+
+def test_init_from_torch_takes_pytorch_examples_state_dicts():
+    """netG / netD state_dicts of pytorch/examples' DCGAN (names main.N.*; here another jaxgan
+    init exported by jaxgan.interop) become G and D exactly; Adam states and step stay."""
+    from jaxgan.interop import torch as interop
+
+    donor, start = dcgan.create_state(CONFIG, jax.random.key(7)), initial_state()
+    g = interop.to_state_dict("dcgan", {"params": donor.g_params,
+                                        "batch_stats": donor.g_batch_stats}, part="g")
+    d = interop.to_state_dict("dcgan", {"params": donor.d_params,
+                                        "batch_stats": donor.d_batch_stats}, part="d")
+    assert list(g)[:3] == ["main.0.weight", "main.1.weight", "main.1.bias"]
+    state = dcgan.init_from_torch(CONFIG, start, g=g, d=d)
+    chex.assert_trees_all_equal((state.g_params, state.g_batch_stats, state.d_params,
+                                 state.d_batch_stats),
+                                (donor.g_params, donor.g_batch_stats, donor.d_params,
+                                 donor.d_batch_stats))
+    chex.assert_trees_all_equal((state.step, state.g_opt_state), (start.step, start.g_opt_state))
+    with pytest.raises(ValueError, match=r"netD: .*main\.0\.weight"):
+        dcgan.init_from_torch(CONFIG, start, d=g)

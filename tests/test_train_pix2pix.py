@@ -169,3 +169,35 @@ def test_translate():
     np.testing.assert_array_equal(out, pix2pix.translate(CONFIG, initial_state(), a))
     with pytest.raises(ValueError, match="needs a PRNG key"):
         pix2pix.translate(CONFIG, initial_state(), a, train=True)
+
+
+def test_init_from_torch_starts_from_the_reference_networks(tmp_path):
+    """Fine-tuning: reference-named state_dicts of netG / netD (here another jaxgan init,
+    exported by jaxgan.interop and written without torch) become G and D exactly (params
+    and BatchNorm statistics); the Adam states and step stay; another architecture is a
+    clear error naming the config field."""
+    from jaxgan.interop import torch as interop
+    from jaxgan.interop import write_pth
+
+    donor = pix2pix.create_state(CONFIG, jax.random.key(7))
+    g_sd = interop.to_state_dict("unet_256", {"params": donor.g_params,
+                                              "batch_stats": donor.g_batch_stats})
+    d_sd = interop.to_state_dict("basic", {"params": donor.d_params,
+                                           "batch_stats": donor.d_batch_stats})
+    assert "model.model.1.model.3.model.2.running_var" in g_sd
+    write_pth(tmp_path / "latest_net_G.pth", g_sd)
+    c = small_config()
+    c.init.torch_G = str(tmp_path / "latest_net_G.pth")
+    start = initial_state()
+    state = pix2pix.init_from_torch(c, start, d=d_sd)
+    chex.assert_trees_all_equal((state.g_params, state.g_batch_stats, state.d_params,
+                                 state.d_batch_stats),
+                                (donor.g_params, donor.g_batch_stats, donor.d_params,
+                                 donor.d_batch_stats))
+    chex.assert_trees_all_equal((state.step, state.g_opt_state, state.d_opt_state),
+                                (start.step, start.g_opt_state, start.d_opt_state))
+    assert pix2pix.init_from_torch(small_config(), start) is not None  # '' = keep
+    c.model.ngf = 4
+    with pytest.raises(ValueError, match=r"init\.torch_G: .*has shape \(8, 3, 4, 4\), "
+                                         r"expected \(4, 3, 4, 4\).*It fits --netG=unet_256"):
+        pix2pix.init_from_torch(c, start)

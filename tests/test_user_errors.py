@@ -141,3 +141,16 @@ def test_translate_output_that_is_a_file_and_corrupt_inputs(tmp_path, capsys):
                                    channels=3, skip_corrupt=True)
     assert n == 2 and "skipped 1 unreadable" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["x0.png", "x1.png"]
+
+
+def test_translate_torch_flags_without_a_checkpoint_and_a_missing_file(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "x.png")
+    args = ["--mode=translate", f"--input={src}", f"--output={tmp_path / 'out'}",
+            f"--workdir={tmp_path / 'wd'}"]
+    out = entry_point("pix2pix", *args, "--netG=unet_128")
+    assert out.returncode == 1 and "describe a --torch_checkpoint" in out.stderr
+    out = entry_point("cyclegan", *args, f"--torch_checkpoint={tmp_path / 'nope.pth'}")
+    assert out.returncode == 1 and "no such PyTorch checkpoint" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -155,23 +155,92 @@ def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable,
     return run_evaluation(config, sample, real, step, **kw)
 
 
+#: The reference's generator defaults per family (its ``--netG`` / ``--norm`` /
+#: ``--no_dropout``), for ``--torch_checkpoint``: pix2pix unet_256 + batch + dropout,
+#: CycleGAN resnet_9blocks + instance without dropout.
+TORCH_DEFAULTS = {"pix2pix": ("unet_256", "batch", True),
+                  "cyclegan": ("resnet_9blocks", "instance", False)}
+
+GENERATORS = ("unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
+
+
 def translate_flags(direction: bool = False) -> None:
-    """The translate mode's flags (``--input``, ``--output``, ``--eval_mode``[, ``--direction``])."""
+    """The translate mode's flags: ``--input``, ``--output``, ``--eval_mode``, ``--preprocess``,
+    ``--torch_checkpoint`` with ``--netG`` / ``--norm`` / ``--no_dropout``
+    [, ``--direction``]."""
     from absl import flags
 
     flags.DEFINE_string("input", None, "translate: folder of input images")
     flags.DEFINE_string("output", None, "translate: folder for the outputs")
     flags.DEFINE_bool("eval_mode", False,
                       "translate: BatchNorm running averages and no dropout (reference --eval)")
+    flags.DEFINE_enum("preprocess", "none", ["none", "square"],
+                      "translate: 'none' = each image at its own size (non-square too; padded "
+                      "to a size the generator takes, the output cropped back); 'square' = the "
+                      "centred square resized to --config.image_size")
+    flags.DEFINE_string("torch_checkpoint", None,
+                        "translate: a PyTorch generator state_dict of the reference "
+                        "(latest_net_G.pth, horse2zebra.pth, ...) to run instead of a workdir's "
+                        "checkpoint; read without torch")
+    flags.DEFINE_enum("netG", None, list(GENERATORS),
+                      "translate --torch_checkpoint: the reference's --netG (default: "
+                      "unet_256 for pix2pix, resnet_9blocks for CycleGAN)")
+    flags.DEFINE_enum("norm", None, ["batch", "instance", "none"],
+                      "translate --torch_checkpoint: the reference's --norm (default: batch "
+                      "for pix2pix, instance for CycleGAN)")
+    flags.DEFINE_bool("no_dropout", None,
+                      "translate --torch_checkpoint: the reference's --no_dropout (default: "
+                      "dropout for pix2pix, none for CycleGAN; a ResNet's keys depend on it)")
     if direction:
-        flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "translate: which generator")
+        flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
+                          "translate: which generator (not with --torch_checkpoint: the file "
+                          "is one generator)")
+
+
+def generator_divisor(config: ml_collections.ConfigDict) -> int:
+    """What the config's generator needs its input sides to be multiples of."""
+    from jaxgan import models
+    from jaxgan.experiments import translate
+    from jaxgan.train.pix2pix import _generator_overrides
+
+    mc = config.model
+    g = models.create(mc.generator,
+                      **_generator_overrides(mc, config.in_channels, config.out_channels))
+    return translate.size_divisor(g)
+
+
+def translate_torch(family_name: str, path: str, input_dir: str, output_dir: str, *,
+                    net_g: str | None = None, norm: str | None = None,
+                    use_dropout: bool | None = None, eval_mode: bool = False,
+                    preprocess: str = "none", image_size: int = 256, seed: int = 0,
+                    skip_corrupt: bool = False, **overrides: Any) -> int:
+    """Run a PyTorch reference generator checkpoint over ``input_dir`` into ``output_dir``.
+
+    ``net_g`` / ``norm`` / ``use_dropout`` default to the family's reference options
+    (:data:`TORCH_DEFAULTS`); a file of another architecture gets an error naming the
+    options it fits. ``overrides``: other model fields (``impl``). Returns the number of
+    images written.
+    """
+    from jaxgan.experiments import translate
+
+    d_net, d_norm, d_dropout = TORCH_DEFAULTS[family_name]
+    net_g, norm = net_g or d_net, norm or d_norm
+    use_dropout = d_dropout if use_dropout is None else bool(use_dropout)
+    translate.check_output(output_dir)
+    apply, module = translate.torch_generator(path, net_g, norm=norm, use_dropout=use_dropout,
+                                              eval_mode=eval_mode, **overrides)
+    return translate.translate_folder(
+        apply, input_dir, output_dir, image_size=image_size if preprocess == "square" else None,
+        channels=int(module.in_channels), seed=seed, skip_corrupt=skip_corrupt,
+        divisor=translate.size_divisor(module))
 
 
 def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
                    apply_factory: Callable, channels: int, what: str) -> int:
-    """``--mode=translate``: restore ``workdir``'s latest checkpoint, apply
-    ``apply_factory(state, flags)`` (-> ``apply(images, key)``) to every image under
-    ``--input`` and write ``--output``."""
+    """``--mode=translate``: restore ``workdir``'s latest checkpoint (or, with
+    ``--torch_checkpoint``, read a PyTorch reference generator), apply it to every image
+    under ``--input`` and write ``--output``; ``apply_factory(state, flags)`` makes
+    ``apply(images, key)`` of a restored state."""
     from absl import flags
 
     from jaxgan.experiments import translate
@@ -180,10 +249,59 @@ def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
     if not f.input or not f.output:
         raise ValueError("--mode=translate needs --input=DIR and --output=DIR")
     translate.check_output(f.output)
+    skip = bool(config.data.get("skip_corrupt"))
+    if f.torch_checkpoint:
+        n = translate_torch(family.name, f.torch_checkpoint, f.input, f.output, net_g=f.netG,
+                            norm=f.norm,
+                            use_dropout=None if f.no_dropout is None else not f.no_dropout,
+                            eval_mode=f.eval_mode, preprocess=f.preprocess,
+                            image_size=int(config.image_size), seed=int(config.seed),
+                            skip_corrupt=skip)
+        print(f"translated {n} images with the PyTorch checkpoint {f.torch_checkpoint} into "
+              f"{f.output}")
+        return n
+    if f.netG or f.norm or f.no_dropout is not None:
+        raise ValueError("--netG / --norm / --no_dropout describe a --torch_checkpoint; a "
+                         "workdir's checkpoint knows its model (see --show_config)")
     state, step = translate.restore_latest(family, config, workdir)
-    n = translate.translate_folder(apply_factory(state, f), f.input, f.output,
-                                   image_size=int(config.image_size), channels=int(channels),
-                                   seed=int(config.seed),
-                                   skip_corrupt=bool(config.data.get("skip_corrupt")))
+    n = translate.translate_folder(
+        apply_factory(state, f), f.input, f.output,
+        image_size=int(config.image_size) if f.preprocess == "square" else None,
+        channels=int(channels), seed=int(config.seed), skip_corrupt=skip,
+        divisor=generator_divisor(config))
     print(f"translated {n} images ({what}) with the step-{step} checkpoint into {f.output}")
     return n
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether ``workdir`` holds a checkpoint (a run there resumes)."""
+    from jaxgan.experiments import runner
+
+    try:
+        runner.checkpoint_family(workdir)
+    except runner.WorkdirError:
+        return False
+    return True
+
+
+def with_torch_init(family: Any, train_module: Any, config: ml_collections.ConfigDict,
+                    workdir: str) -> Any:
+    """``family`` whose fresh state starts from the PyTorch checkpoints named in
+    ``config.init`` (``train_module.init_from_torch``): fine-tuning. A run resuming from a
+    checkpoint in ``workdir`` keeps its own weights (and says so)."""
+    import dataclasses
+
+    files = {k: v for k, v in config.get("init", {}).items() if v}
+    if not files:
+        return family
+    if has_checkpoint(workdir):
+        print(f"note: {workdir} has a checkpoint: resuming it, not loading "
+              f"{', '.join(f'init.{k}' for k in files)}", flush=True)
+        return family
+    print("initialising from PyTorch checkpoints: "
+          + ", ".join(f"{k[len('torch_'):]} <- {v}" for k, v in files.items()), flush=True)
+
+    def create_state(config, key, stage):
+        return train_module.init_from_torch(config, train_module.create_state(config, key))
+
+    return dataclasses.replace(family, create_state=create_state)

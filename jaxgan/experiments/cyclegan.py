@@ -2,10 +2,17 @@
 Ds, LSGAN, cycle 10, identity 0.5, a 50-fake pool) on the embedded photos <-> micrographs
 domains by default, or ``--config.data.source=tfds:cycle_gan/horse2zebra``.
 
-Translate mode::
+Translate mode (each image at its own size), from a workdir or from a PyTorch generator of
+the reference (pytorch-CycleGAN-and-pix2pix's ``latest_net_G_A.pth``, the pretrained
+``horse2zebra.pth`` ...)::
 
     python -m jaxgan.experiments.cyclegan --mode=translate --workdir=W --input=DIR --output=OUT
         [--direction=AtoB|BtoA] [--eval_mode]
+    python -m jaxgan.experiments.cyclegan --mode=translate --torch_checkpoint=horse2zebra.pth \
+        --input=DIR --output=OUT [--netG=resnet_9blocks] [--norm=instance] [--no_dropout]
+
+Fine-tuning: ``--config.init.torch_G_A=latest_net_G_A.pth`` (and ``torch_G_B``, ``torch_D_A``,
+``torch_D_B``) start a new run from the reference's networks (G_A: A -> B; D_A judges B).
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-    """Train (or resume) a CycleGAN run in ``workdir``; returns the final state."""
-    return runner.run(family(), config, workdir, evaluate=evaluate)
+    """Train (or resume) a CycleGAN run in ``workdir``; returns the final state. A new run
+    starts from the ``config.init.torch_*`` files that are set (fine-tuning)."""
+    return runner.run(_shared.with_torch_init(family(), T, config, workdir), config, workdir,
+                      evaluate=evaluate)
 
 
 def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:

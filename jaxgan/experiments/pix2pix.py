@@ -2,10 +2,18 @@
 GAN + 100 * L1, constant then linear-decay learning rate) on the embedded edges -> photo
 pairs by default, or ``--config.data.source=aligned:/data/facades``.
 
-Translate mode applies the latest checkpoint of a workdir to a folder::
+Translate mode applies the latest checkpoint of a workdir, or a PyTorch generator of the
+reference (pytorch-CycleGAN-and-pix2pix's ``latest_net_G.pth``, the pretrained
+``facades_label2photo`` ...), to a folder, each image at its own size::
 
     python -m jaxgan.experiments.pix2pix --mode=translate --workdir=W --input=DIR --output=OUT
         [--eval_mode]   # BatchNorm running stats and no dropout (the reference's --eval)
+    python -m jaxgan.experiments.pix2pix --mode=translate --torch_checkpoint=latest_net_G.pth \
+        --input=DIR --output=OUT [--netG=unet_256] [--norm=batch] [--no_dropout]
+
+Fine-tuning from the reference's PyTorch weights: ``--config.init.torch_G=latest_net_G.pth``
+(and ``--config.init.torch_D=latest_net_D.pth``) start a new run from them; the config's
+model must be theirs (``--config.model.ngf``, ``--config.model.norm``, ...).
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-    """Train (or resume) a pix2pix run in ``workdir``; returns the final state."""
-    return runner.run(family(), config, workdir, evaluate=evaluate)
+    """Train (or resume) a pix2pix run in ``workdir``; returns the final state. A new run
+    starts from ``config.init.torch_G`` / ``torch_D`` when set (fine-tuning)."""
+    return runner.run(_shared.with_torch_init(family(), T, config, workdir), config, workdir,
+                      evaluate=evaluate)
 
 
 def translate_mode(config: ml_collections.ConfigDict, workdir: str) -> int:

@@ -1,10 +1,12 @@
-"""Translate mode (as the reference's test.py): apply a trained generator from a workdir's
-latest checkpoint to a folder of images and write the outputs under the same names."""
+"""Translate mode (as the reference's test.py): apply a trained generator (a workdir's latest
+checkpoint, or a PyTorch reference checkpoint) to a folder of images and write the outputs
+under the same names, at each image's own size (non-square too) unless asked to resize."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,21 +33,54 @@ def check_output(output_dir: str) -> Path:
     return out
 
 
+def size_divisor(generator) -> int:
+    """What a generator's input height and width must be multiples of: ``2**num_downs`` for
+    a U-Net, 4 for a ResNet generator (its two stride-2 convolutions), else 1."""
+    from jaxgan import models
+
+    if isinstance(generator, models.UNetGenerator):
+        return 2 ** int(generator.num_downs)
+    if isinstance(generator, models.ResnetGenerator):
+        return 4
+    return 1
+
+
+def pad_to_multiple(image: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(padded, (top, left))``: an ``(H, W, C)`` image mirror-padded (reflect, repeated
+    as needed) around its centre up to the next multiples of ``divisor`` (at least one
+    ``divisor``), so a generator that needs those sizes takes it; crop its output
+    ``[top:top + H, left:left + W]``."""
+    h, w = image.shape[:2]
+    th, tw = (max(-(-n // divisor), 1) * divisor for n in (h, w))
+    top, left = (th - h) // 2, (tw - w) // 2
+    if (th, tw) == (h, w):
+        return image, (0, 0)
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    padded = np.pad(image, ((top, th - h - top), (left, tw - w - left), (0, 0)), mode=mode)
+    return padded, (top, left)
+
+
 def translate_folder(
     apply_fn: Callable[[jax.Array, jax.Array], jax.Array],
     input_dir: str,
     output_dir: str,
     *,
-    image_size: int,
+    image_size: int | None = None,
     channels: int,
     seed: int = 0,
     skip_corrupt: bool = False,
+    divisor: int = 1,
 ) -> int:
-    """Resize every image under ``input_dir`` to ``image_size``, run ``apply_fn(images, key)``
-    and write PNGs to ``output_dir`` (same relative paths). Returns the number written.
+    """Run ``apply_fn(images, key)`` on every image under ``input_dir`` and write PNGs to
+    ``output_dir`` (same relative paths). Returns the number written.
 
-    A file that does not decode stops the run with an error naming it (outputs already written
-    stay), or with ``skip_corrupt`` is skipped and reported at the end.
+    ``image_size=None`` (the CLI's default): each image at its own size, non-square too;
+    sizes the network cannot take (not multiples of ``divisor``, see :func:`size_divisor`)
+    are mirror-padded up to the next multiples and the output is cropped back, so every
+    output has its input's size. ``image_size=S``: the centred square crop resized to S x S
+    (the output is S x S). A file that does not decode stops the run with an error naming
+    it (outputs already written stay), or with ``skip_corrupt`` is skipped and reported at
+    the end. One compilation per distinct (padded) size.
     """
     out_root = check_output(output_dir)
     files = data.list_image_files(input_dir)
@@ -62,9 +97,13 @@ def translate_folder(
             skipped.append(f)
             continue
         img = data.to_channels(decoded, channels)
-        img = data.resize(data.center_crop_square(img), (image_size, image_size))
+        if image_size is not None:
+            img = data.resize(data.center_crop_square(img), (image_size, image_size))
+        h, w = img.shape[:2]
+        img, (top, left) = pad_to_multiple(img, max(int(divisor), 1))
         x = jnp.asarray(data.to_float(img))[None]
         y = np.asarray(fn(x, jax.random.fold_in(jax.random.key(seed), i)))[0]
+        y = y[top:top + h, left:left + w]
         y = np.clip(np.rint((y + 1) * 127.5), 0, 255).astype(np.uint8)
         target = out_root / Path(f).relative_to(input_dir).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,3 +112,25 @@ def translate_folder(
         print(f"skip_corrupt: skipped {len(skipped)} unreadable image file(s) of {len(files)}: "
               f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", flush=True)
     return len(files) - len(skipped)
+
+
+def torch_generator(path: str, net_g: str, *, norm: str, use_dropout: bool, eval_mode: bool,
+                    **overrides: Any) -> tuple[Callable[[jax.Array, jax.Array], jax.Array], Any]:
+    """``(apply(images, key), module)`` of a PyTorch reference generator checkpoint.
+
+    The reference's ``--netG`` / ``--norm`` / ``--no_dropout`` are ``net_g`` / ``norm`` /
+    ``not use_dropout``; channels and ngf are read off the file; ``overrides``: other model
+    fields (``impl``). ``eval_mode`` False (the reference's test.py without ``--eval``):
+    BatchNorm on batch statistics and dropout on.
+    """
+    from jaxgan.interop import torch as interop
+
+    module, variables = interop.load_model(net_g, path, norm=norm, use_dropout=use_dropout,
+                                           **overrides)
+    train = not eval_mode
+
+    def apply(x: jax.Array, key: jax.Array) -> jax.Array:
+        rngs = {"dropout": key} if train and use_dropout else None
+        return module.apply(variables, x, train=train, rngs=rngs)
+
+    return apply, module

@@ -60,23 +60,70 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     return ((y - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
+class BatchNorm(nn.Module):
+    """PyTorch's ``BatchNorm2d`` (affine, ``momentum=0.1``, ``eps=1e-5``) on the last axis.
+
+    x: (..., C), any float dtype. With ``use_running_average=False`` it normalises with the
+    batch mean and the *biased* batch variance over every axis but the last, and updates the
+    running statistics as PyTorch does: ``mean <- 0.9 mean + 0.1 batch_mean`` and
+    ``var <- 0.9 var + 0.1 batch_var * n / (n - 1)`` (the *unbiased* variance, n = the
+    number of values per channel, N*H*W); ``flax.linen.BatchNorm`` would store the biased one,
+    so a network used with ``train=False`` after training would not match PyTorch's. With
+    n = 1 (which PyTorch refuses in training) the running variance takes the biased 0.
+
+    The forward is flax's: statistics in float32 (``E[x^2] - E[x]^2``, clipped at 0),
+    ``(x - mean) * (rsqrt(var + eps) * scale) + bias``, returned in the dtype of x and the
+    parameters (bfloat16 under mixed precision). Variables keep flax's names: ``params``
+    ``scale`` (init N(1, 0.02)) and ``bias`` (0), ``batch_stats`` ``mean`` (0) and ``var`` (1),
+    float32. The running statistics are updated only where ``batch_stats`` is mutable (an
+    ``apply`` in train mode without ``mutable`` leaves them as they are).
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    scale_init: Initializer = bn_scale_init
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = (x.shape[-1],)
+        axes = tuple(range(x.ndim - 1))
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
+                                features)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32),
+                               features)
+        scale = self.param("scale", self.scale_init, features, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            mean = jnp.mean(xf, axes)
+            var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axes) - jnp.square(mean))
+            if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+                n = math.prod(x.shape[:-1])
+                unbiased = var * (n / (n - 1)) if n > 1 else var
+                m = self.momentum
+                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
+                ra_var.value = (1.0 - m) * ra_var.value + m * unbiased
+        y = x - mean
+        y = y * (jax.lax.rsqrt(var + self.epsilon) * scale)
+        y = y + bias
+        return y.astype(jnp.result_type(x, scale, bias))
+
+
 class Norm(nn.Module):
-    """``batch`` (BatchNorm, affine, reference init, PyTorch momentum 0.1 / eps 1e-5),
-    ``instance`` (no affine parameters) or ``none``. BatchNorm keeps running statistics in the
-    ``batch_stats`` collection and uses batch statistics when ``train`` is True."""
+    """``batch`` (:class:`BatchNorm`: PyTorch's ``BatchNorm2d``, affine, reference init,
+    momentum 0.1, eps 1e-5, unbiased running variance), ``instance`` (no affine parameters)
+    or ``none``. BatchNorm keeps running statistics in the ``batch_stats`` collection (under
+    ``bn``) and uses batch statistics when ``train`` is True."""
 
     kind: str = "batch"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if self.kind == "batch":
-            return nn.BatchNorm(
-                use_running_average=not train,
-                momentum=0.9,
-                epsilon=1e-5,
-                scale_init=bn_scale_init,
-                name="bn",
-            )(x)
+            return BatchNorm(use_running_average=not train, name="bn")(x)
         if self.kind == "instance":
             return instance_norm(x)
         if self.kind == "none":
@@ -100,7 +147,13 @@ def _kernel(module: nn.Module, shape: tuple[int, ...], init: Initializer, x: jax
 
 
 class Conv2d(nn.Module):
-    """``torch.nn.Conv2d`` (zero padding) in NHWC. Kernel (k, k, C_in, features) ~ N(0, 0.02)."""
+    """``torch.nn.Conv2d`` (zero padding) in NHWC. Kernel (k, k, C_in, features) ~ N(0, 0.02).
+
+    ``impl`` as :func:`jaxgan.nn.conv.conv2d`. Forcing ``"winograd3"`` / ``"winograd4"`` on a
+    7x7 kernel (the ResNet generator's first and last convs; ``"auto"`` never does) costs
+    float32 precision: up to ~3e-4 of the output's scale, against ~2e-6 on 3x3 kernels
+    (tests/test_layers.py bounds both).
+    """
 
     features: int
     kernel_size: int

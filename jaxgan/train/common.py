@@ -37,6 +37,7 @@ __all__ = [
     "jit_bound",
     "jit_init",
     "linear_decay_schedule",
+    "load_torch_variables",
     "mixed_precision",
     "optimizer_count",
     "scale_by_adam",
@@ -446,3 +447,36 @@ def commit_step(old: PyTree, new: PyTree, metrics: dict[str, jax.Array], finite:
 def ema_update(ema: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
     """``decay * ema + (1 - decay) * params`` leaf by leaf."""
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def load_torch_variables(what: str, source: Any, model_name: str, params: PyTree,
+                         batch_stats: PyTree, *, part: str | None = None, **fields: Any
+                         ) -> tuple[PyTree, PyTree]:
+    """``(params, batch_stats)`` of a network from a PyTorch reference state_dict (a ``.pth``
+    path or a mapping; :func:`jaxgan.interop.torch.load_state_dict`), for fine-tuning.
+
+    ``fields`` are the jaxgan model's (what the config builds), so the file must be that
+    architecture; ``params`` / ``batch_stats`` are the network's freshly initialised ones:
+    the loaded trees must have their structure, shapes and dtypes. ``what`` names the
+    network in errors (``"init.torch_G"``).
+
+    Raises:
+      ValueError: the file is another architecture (naming the first differing key and the
+        reference options it fits), or does not fit the config's model.
+    """
+    from jaxgan.interop import torch as interop
+
+    try:
+        v = interop.load_state_dict(model_name, source, part=part, **fields)
+    except interop.StateDictMismatchError as e:
+        raise ValueError(f"{what}: {e} (set config.model to the checkpoint's architecture)"
+                         ) from e
+    new_params, new_stats = v["params"], v.get("batch_stats", {})
+    for name, got, want in (("params", new_params, params),
+                            ("batch_stats", new_stats, batch_stats)):
+        shapes = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), got)
+        expected = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), want)
+        if shapes != expected:
+            raise ValueError(f"{what}: the loaded {name} do not fit the config's {model_name}: "
+                             f"{shapes} != {expected}")
+    return new_params, new_stats

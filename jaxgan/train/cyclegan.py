@@ -44,6 +44,7 @@ __all__ = [
     "build_models",
     "create_state",
     "default_config",
+    "init_from_torch",
     "learning_rate_schedule",
     "make_train_step",
     "pool_query",
@@ -71,13 +72,23 @@ def default_config() -> ml_collections.ConfigDict:
       optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8).
       schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs in
         steps (defaults: horse2zebra, 1,334 steps per epoch at batch 1).
+      init.torch_G_A / init.torch_G_B / init.torch_D_A / init.torch_D_B: PyTorch state_dicts
+        (``latest_net_G_A.pth``, ...) of the reference's networks to start a new run from
+        (fine-tuning; :func:`init_from_torch`); '' = the reference init. The reference's G_A
+        is ``g_ab``, G_B ``g_ba``, D_A (which judges domain B) ``d_b``, D_B ``d_a``.
     """
     c = image_to_image_config(generator="resnet_9blocks", norm="instance", use_dropout=False,
                               constant_steps=133_400, decay_steps=133_400)
     c.pool_size = 50
     c.loss = ml_collections.ConfigDict({
         "gan": "lsgan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "d_scale": 0.5})
+    c.init = ml_collections.ConfigDict(
+        {"torch_G_A": "", "torch_G_B": "", "torch_D_A": "", "torch_D_B": ""})
     return c
+
+
+#: The reference's network names (``config.init.torch_<name>``) -> jaxgan's networks.
+TORCH_NAMES = {"G_A": "g_ab", "G_B": "g_ba", "D_A": "d_b", "D_B": "d_a"}
 
 
 class CycleGANState(struct.PyTreeNode):
@@ -153,6 +164,43 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
         pool_b=jnp.zeros((config.pool_size, s, s, b_ch), jnp.float32),
         pool_b_count=jnp.zeros((), jnp.int32),
     )
+
+
+def init_from_torch(config: ml_collections.ConfigDict, state: CycleGANState,
+                    **files: Any) -> CycleGANState:
+    """``state`` with networks taken from PyTorch reference state_dicts (fine-tuning).
+
+    ``files``: ``G_A=``, ``G_B=``, ``D_A=``, ``D_B=`` (the reference's names, see
+    :data:`TORCH_NAMES`), each a ``.pth`` path or a state_dict mapping; those not given are
+    ``config.init.torch_<name>`` ('' or absent: keep the state's). Parameters and BatchNorm
+    statistics are replaced; Adam states, pools and ``step`` are kept.
+
+    Raises:
+      ValueError: an unknown name, or a file that is not the architecture ``config.model``
+        describes.
+    """
+    unknown = sorted(set(files) - set(TORCH_NAMES))
+    if unknown:
+        raise ValueError(f"cyclegan.init_from_torch: unknown network(s) {unknown}; the "
+                         f"reference's are {', '.join(TORCH_NAMES)}")
+    init = config.get("init") or {}
+    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
+    fields = {"g_ab": (mc.generator, _generator_overrides(mc, a_ch, b_ch)),
+              "g_ba": (mc.generator, _generator_overrides(mc, b_ch, a_ch)),
+              "d_a": (mc.discriminator, _discriminator_overrides(mc, a_ch)),
+              "d_b": (mc.discriminator, _discriminator_overrides(mc, b_ch))}
+    g_params, g_stats = dict(state.g_params), dict(state.g_batch_stats)
+    d_params, d_stats = dict(state.d_params), dict(state.d_batch_stats)
+    for ref, net in TORCH_NAMES.items():
+        src = files.get(ref, init.get(f"torch_{ref}"))
+        if src is None or (isinstance(src, str) and not src):
+            continue
+        params, stats = (g_params, g_stats) if net.startswith("g") else (d_params, d_stats)
+        name, kw = fields[net]
+        params[net], stats[net] = common.load_torch_variables(
+            f"init.torch_{ref}", src, name, params[net], stats[net], **kw)
+    return state.replace(g_params=g_params, g_batch_stats=g_stats, d_params=d_params,
+                         d_batch_stats=d_stats)
 
 
 def pool_query(pool: jax.Array, count: jax.Array, images: jax.Array, key: jax.Array

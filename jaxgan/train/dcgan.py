@@ -35,6 +35,7 @@ __all__ = [
     "create_state",
     "default_config",
     "generate",
+    "init_from_torch",
     "make_train_step",
     "train_step",
 ]
@@ -131,6 +132,32 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
         d_params=d_params, d_batch_stats=d_bs,
         g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
     )
+
+
+def init_from_torch(config: ml_collections.ConfigDict, state: DCGANState, *,
+                    g: Any = None, d: Any = None) -> DCGANState:
+    """``state`` with G and/or D from pytorch/examples DCGAN state_dicts (``netG_epoch_N.pth``,
+    ``netD_epoch_N.pth``; a path or a mapping; None = keep the state's), for fine-tuning.
+
+    Parameters and BatchNorm statistics are replaced; the Adam states and ``step`` are
+    kept. The files must be the networks the config describes (``image_size``,
+    ``channels``, ``model.latent_dim``, ``model.ngf`` / ``model.ndf``).
+
+    Raises:
+      ValueError: a file of another architecture (naming the first differing key).
+    """
+    mc = config.model
+    new = {}
+    if g is not None:
+        new["g_params"], new["g_batch_stats"] = common.load_torch_variables(
+            "netG", g, "dcgan", state.g_params, state.g_batch_stats, part="g",
+            resolution=config.image_size, channels=config.channels,
+            latent_dim=mc.latent_dim, ngf=mc.ngf, impl=mc.impl)
+    if d is not None:
+        new["d_params"], new["d_batch_stats"] = common.load_torch_variables(
+            "netD", d, "dcgan", state.d_params, state.d_batch_stats, part="d",
+            resolution=config.image_size, channels=config.channels, ndf=mc.ndf, impl=mc.impl)
+    return state.replace(**new)
 
 
 def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict,

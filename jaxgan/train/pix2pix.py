@@ -31,6 +31,7 @@ __all__ = [
     "build_models",
     "create_state",
     "default_config",
+    "init_from_torch",
     "learning_rate_schedule",
     "make_train_step",
     "train_step",
@@ -86,10 +87,15 @@ def default_config() -> ml_collections.ConfigDict:
       optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8) for G and D.
       schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs,
         here in steps (defaults: 100 epochs of the 400 facades training pairs at batch 1).
+      init.torch_G / init.torch_D: PyTorch state_dicts (``.pth``) of the reference's netG /
+        netD (``latest_net_G.pth``, ``latest_net_D.pth``) to start a new run from
+        (fine-tuning; :func:`init_from_torch`); '' = the reference init. They must be the
+        architecture ``model`` describes.
     """
     c = image_to_image_config(generator="unet_256", norm="batch", use_dropout=True,
                               constant_steps=40_000, decay_steps=40_000)
     c.loss = ml_collections.ConfigDict({"gan": "vanilla", "l1_weight": 100.0, "d_scale": 0.5})
+    c.init = ml_collections.ConfigDict({"torch_G": "", "torch_D": ""})
     return c
 
 
@@ -173,6 +179,33 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
         step=jnp.zeros((), jnp.int32),
         g_params=g_params, g_batch_stats=g_bs, d_params=d_params, d_batch_stats=d_bs,
         g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params))
+
+
+def init_from_torch(config: ml_collections.ConfigDict, state: Pix2PixState, *,
+                    g: Any = None, d: Any = None) -> Pix2PixState:
+    """``state`` with G and/or D taken from PyTorch reference state_dicts (fine-tuning).
+
+    ``g`` / ``d``: a ``.pth`` path or a state_dict mapping; None = ``config.init.torch_G`` /
+    ``torch_D`` ('' or absent: keep the state's). Parameters and BatchNorm statistics are
+    replaced; the Adam states stay fresh (zero moments, step 0) and ``step`` is kept.
+
+    Raises:
+      ValueError: a file that is not the architecture ``config.model`` describes.
+    """
+    init = config.get("init") or {}
+    g = init.get("torch_G") if g is None else g
+    d = init.get("torch_D") if d is None else d
+    mc = config.model
+    new = {}
+    if g is not None and (not isinstance(g, str) or g):
+        new["g_params"], new["g_batch_stats"] = common.load_torch_variables(
+            "init.torch_G", g, mc.generator, state.g_params, state.g_batch_stats,
+            **_generator_overrides(mc, config.in_channels, config.out_channels))
+    if d is not None and (not isinstance(d, str) or d):
+        new["d_params"], new["d_batch_stats"] = common.load_torch_variables(
+            "init.torch_D", d, mc.discriminator, state.d_params, state.d_batch_stats,
+            **_discriminator_overrides(mc, config.in_channels + config.out_channels))
+    return state.replace(**new)
 
 
 def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: dict,
