@@ -4,7 +4,14 @@ metadata (family, model signature, stage, step, config), saved asynchronously to
 Failures are plain: a checkpoint that cannot be written raises :class:`CheckpointWriteError`
 (its partial directory removed, the checkpoints already there kept), and a checkpoint that
 cannot be read is skipped for the newest one that can, and renamed ``<step>.corrupt`` so that
-orbax no longer sees it (nothing is deleted)."""
+orbax no longer sees it (nothing is deleted).
+
+Paths are ``etils.epath`` paths, so a ``gs://`` directory reaches orbax as such. On several
+processes every process saves its part of the state; only the primary host creates,
+probes, cleans or renames directories (orbax writes its own metadata from there).
+The data position can be saved in ``meta`` instead of a grain iterator (``iterator=None``):
+grain's iterator state is one file per process and restores only on the same process
+count."""
 
 from __future__ import annotations
 
@@ -13,10 +20,9 @@ import gc
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 import traceback
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +30,7 @@ from typing import Any
 
 import grain
 import orbax.checkpoint as ocp
+from etils import epath
 
 PyTree = Any
 
@@ -45,12 +52,12 @@ class CheckpointReadError(CheckpointError):
 
 
 class _Quiet(logging.Filter):
-    """Drop orbax's noise about failures that the Checkpointer raises itself, once: orbax's
+    """Drop orbax's noise about failures that the Checkpointer reports itself, once: orbax's
     ERROR log records while a Checkpointer is open (each has a traceback, several per
     failure) and its notice that a read-only directory is read-only; and, once a
-    Checkpointer was opened, asyncio's reports of the tasks orbax abandoned on a failure
-    ("Task exception was never retrieved") and the "Event loop is closed" that tensorstore
-    reads still in flight report (unraisable) when orbax gave up a restore."""
+    Checkpointer was opened, what the reads and writes that orbax abandoned on a failure
+    report when they end: asyncio's "exception was never retrieved", the errors of orbax's
+    coroutines as they are closed, and tensorstore's "Event loop is closed"."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,8 +81,11 @@ class _Quiet(logging.Filter):
             return
 
         def unraisable(u: Any) -> None:
-            if not (type(u.exc_value) is RuntimeError
-                    and str(u.exc_value) == "Event loop is closed"):
+            code = getattr(u.object, "cr_code", None)  # an abandoned orbax coroutine, closed
+            closing = code is not None and code.co_filename.startswith(self.package)
+            closed_loop = (type(u.exc_value) is RuntimeError
+                           and str(u.exc_value) == "Event loop is closed")
+            if not (closing or closed_loop):
                 hook(u)
 
         unraisable.quiet = self
@@ -104,12 +114,13 @@ def _os_reason(e: BaseException) -> str | None:
     return None
 
 
-def _release(e: BaseException | None) -> None:
-    """Free now, quietly, the writes that orbax abandoned on failure ``e`` (coroutines held by
-    its frames), rather than at exit with a traceback each."""
-    while e is not None:
-        traceback.clear_frames(e.__traceback__)
-        e = e.__cause__ or e.__context__
+def _release(*errors: BaseException) -> None:
+    """Free now, quietly, the reads or writes that orbax abandoned on these failures
+    (coroutines held by their frames), rather than at exit with a traceback each."""
+    for e in errors:
+        while e is not None:
+            traceback.clear_frames(e.__traceback__)
+            e = e.__cause__ or e.__context__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "coroutine ... was never awaited"
         gc.collect()
@@ -125,8 +136,9 @@ class Checkpointer:
     training, and stale temporary directories of an interrupted save are removed.
     """
 
-    def __init__(self, directory: Path, max_to_keep: int, *, read_only: bool = False):
-        self.directory = Path(directory)
+    def __init__(self, directory: epath.PathLike, max_to_keep: int, *,
+                 read_only: bool = False):
+        self.directory = epath.Path(directory)
         self.read_only = read_only
         self._pending: int | None = None  # the step of the save in flight
         self._failed = False  # a CheckpointWriteError was raised
@@ -144,8 +156,10 @@ class Checkpointer:
         _QUIET.install()
         with self._writing(None):
             self.manager = ocp.CheckpointManager(self.directory, options=options)
-            if not read_only:
-                os.rmdir(tempfile.mkdtemp(prefix=".write_test_", dir=self.directory))
+            if not read_only and ocp.multihost.is_primary_host(0):
+                probe = self.directory / f".write_test_{uuid.uuid4().hex}"
+                probe.mkdir()
+                probe.rmdir()
         _QUIET.open += 1
 
     # -- writing
@@ -163,7 +177,8 @@ class Checkpointer:
             if ocp.multihost.is_primary_host(0) and self.directory.is_dir():
                 tmp = ocp.path.atomicity_types.TMP_DIR_SUFFIX
                 for path in self.directory.glob(f"*{tmp}"):
-                    shutil.rmtree(path, ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        path.rmtree()
             _release(e)
             if closing and self._failed:
                 return
@@ -177,20 +192,23 @@ class Checkpointer:
             ) from e
 
     def save(self, step: int, state: PyTree, iterator: Any, meta: dict, force: bool = False):
-        """Start saving checkpoint ``step`` (asynchronously). Raises CheckpointWriteError
-        when it, or the previous save, cannot be written."""
+        """Start saving checkpoint ``step`` (asynchronously). ``iterator``: a grain iterator
+        whose position is saved too, or None (the position is in ``meta``). Raises
+        CheckpointWriteError when it, or the previous save, cannot be written."""
         self.wait()
+        items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+        if iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(iterator)
         with self._writing(step):
-            self.manager.save(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(state),
-                    data=grain.checkpoint.CheckpointSave(iterator),
-                    meta=ocp.args.JsonSave(meta),
-                ),
-                force=force,
-            )
+            self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         self._pending = step
+
+    def reached_preemption(self, step: int) -> bool:
+        """Whether ``step`` is the step at which every process saves after a preemption
+        notice (SIGTERM) to any of them (orbax's, through JAX's preemption sync manager;
+        False on a single process without ``jax.distributed``). Call it on every process
+        at every step."""
+        return self.manager.reached_preemption(step)
 
     def wait(self) -> None:
         """Wait for the save in flight; CheckpointWriteError when it failed."""
@@ -278,6 +296,7 @@ class Checkpointer:
         Raises CheckpointReadError when none could be used (``used`` None)."""
         if not skipped:
             return
+        _release(*(e for _, e in skipped))
         why = "; ".join(f"step {step}: {_first_line(e)}" for step, e in skipped)
         if used is None:
             raise CheckpointReadError(
@@ -291,10 +310,11 @@ class Checkpointer:
                 where = f"; renamed {', '.join(names)} (nothing deleted)"
             ocp.multihost.sync_global_processes("jaxgan_checkpoint_set_aside")
             self.manager.reload()
-        print(f"warning: skipped unreadable checkpoint(s) in {self.directory} ({why}){where}; "
-              f"using step {used}", flush=True)
+        if ocp.multihost.is_primary_host(0):
+            print(f"warning: skipped unreadable checkpoint(s) in {self.directory} ({why})"
+                  f"{where}; using step {used}", flush=True)
 
-    def _set_aside(self, step: int) -> Path:
+    def _set_aside(self, step: int) -> epath.Path:
         """Rename step directory ``step`` to ``<step>.corrupt`` (``.corrupt.1``, ... when
         taken): out of orbax's sight, nothing lost."""
         target = self.directory / f"{step}{CORRUPT_SUFFIX}"

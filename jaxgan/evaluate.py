@@ -15,7 +15,9 @@ import argparse
 import importlib
 import json
 import sys
-from pathlib import Path
+
+import jax
+from etils import epath
 
 from jaxgan.checkpoint import CheckpointError
 from jaxgan.experiments import runner
@@ -35,13 +37,19 @@ def evaluate_workdir(workdir: str, metrics: str = "swd,ms_ssim", num_images: int
     if inception:
         config.eval_inception = inception
     results = module.evaluate(config, state, step, num_images=num_images, metrics=metrics)
-    out = Path(workdir) / "eval" / f"{step}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"step": step, "family": name,
-              "num_images": config.eval_num_images if num_images is None else num_images,
-              "metrics": metrics, "results": results}
-    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    out = eval_path(workdir, step)
+    if jax.process_index() == 0:  # the other processes of a multi-host run write nothing
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"step": step, "family": name,
+                  "num_images": config.eval_num_images if num_images is None else num_images,
+                  "metrics": metrics, "results": results}
+        out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return step, results
+
+
+def eval_path(workdir: str, step: int) -> epath.Path:
+    """``<workdir>/eval/<step>.json`` as an ``etils.epath`` path (``gs://`` kept)."""
+    return runner.workdir_path(workdir) / "eval" / f"{step}.json"
 
 
 def format_table(step: int, results: dict[str, float]) -> str:
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(step, results))
-    print(f"wrote {Path(args.workdir) / 'eval' / f'{step}.json'}")
+    print(f"wrote {eval_path(args.workdir, step)}")
     return 0
 
 

@@ -10,8 +10,13 @@ The mesh uses ``AxisType.Auto``: with Explicit axes (the ``jax.make_mesh`` defau
 draws, which are unsharded, concatenated with a sharded batch raise ShardingTypeError.
 
 Multi-host: call ``jax.distributed.initialize()`` in the entry point; every process loads
-its own slice of the global batch and :func:`shard_batch` assembles the global array with
-``jax.make_array_from_process_local_data``. Nothing here uses pmap.
+its own rows of the global batch and :func:`shard_batch` assembles the global array with
+``jax.make_array_from_process_local_data`` (the mesh orders devices by process, so process
+``p`` holds rows ``[p * B / P, (p + 1) * B / P)``). State and keys are made replicated by
+:func:`replicated` (created inside ``jit`` with replicated outputs: a process cannot
+``device_put`` onto devices it does not address, key arrays included).
+:func:`check_batch_sizes` refuses, before anything runs, a global batch the devices and
+processes cannot split. Nothing here uses pmap.
 """
 
 from __future__ import annotations
@@ -25,10 +30,15 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "DATA_AXIS",
+    "BatchSizeError",
     "batch_sharding",
+    "check_batch_sizes",
+    "describe_processes",
     "jit_step",
     "make_mesh",
+    "nearest_multiples",
     "replicate",
+    "replicated",
     "replicated_sharding",
     "shard_batch",
 ]
@@ -37,8 +47,10 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh with axis ``'data'`` (Auto axis type) over ``devices`` (default: all)."""
-    devices = list(jax.devices() if devices is None else devices)
+    """A 1-D mesh with axis ``'data'`` (Auto axis type) over ``devices`` (default: all),
+    ordered by process (stable), so each process's devices hold consecutive batch rows."""
+    devices = sorted(jax.devices() if devices is None else devices,
+                     key=lambda d: d.process_index)
     if not devices:
         raise ValueError("make_mesh: no devices given")
     return jax.make_mesh(
@@ -57,8 +69,68 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place every array leaf of ``tree`` (e.g. a train state or a key) replicated on ``mesh``."""
-    return jax.device_put(tree, replicated_sharding(mesh))
+    """Every array leaf of ``tree`` (e.g. a train state or a key) replicated on ``mesh``.
+
+    On one process a ``device_put`` (from any devices); on several, an identity ``jit``
+    with replicated outputs: ``device_put`` onto devices a process does not address is
+    refused for key arrays. Every process must call it with the same values.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, replicated_sharding(mesh))
+    return jax.jit(lambda t: t, out_shardings=replicated_sharding(mesh))(tree)
+
+
+def replicated(fn: Callable[[], Any], mesh: Mesh) -> Callable[[], Any]:
+    """``fn`` (no array arguments) jitted with every output replicated on ``mesh``: how a
+    state or key is created on all processes at once, with no host-to-device copy onto
+    devices a process cannot address."""
+    return jax.jit(fn, out_shardings=replicated_sharding(mesh))
+
+
+class BatchSizeError(ValueError):
+    """A global batch size the devices (or processes) of a run cannot split evenly."""
+
+
+def nearest_multiples(size: int, divisor: int) -> tuple[int, ...]:
+    """The multiples of ``divisor`` nearest ``size`` (one below, if positive, and one above)."""
+    below = size // divisor * divisor
+    return tuple(m for m in (below, below + divisor) if m > 0 and m != size)
+
+
+def check_batch_sizes(sizes: Sequence[tuple[str, int]], num_devices: int | None = None,
+                      num_processes: int | None = None) -> None:
+    """Refuse, up front, global batches that ``num_devices`` devices over ``num_processes``
+    processes cannot split evenly (default: this run's counts).
+
+    ``sizes``: (what, size) pairs, e.g. ``("stage 3 (32x32)", 12)``. On several processes
+    every size must be a multiple of the device count (each process feeds its own devices);
+    one process may run a batch on fewer devices (see ``jaxgan.experiments.runner``).
+    Raises :class:`BatchSizeError` naming each bad size and the nearest valid ones.
+    """
+    num_devices = jax.device_count() if num_devices is None else int(num_devices)
+    num_processes = jax.process_count() if num_processes is None else int(num_processes)
+    divisor = num_devices if num_processes > 1 else 1
+    bad = []
+    for what, size in sizes:
+        if size <= 0:
+            bad.append(f"{what}: batch size {size} must be positive")
+        elif size % divisor:
+            near = " or ".join(map(str, nearest_multiples(int(size), divisor)))
+            bad.append(f"{what}: global batch size {size} does not split over {num_devices} "
+                       f"devices of {num_processes} processes; nearest valid: {near}")
+    if bad:
+        raise BatchSizeError(
+            "; ".join(bad) + f". On several processes every global batch must be a multiple of "
+            f"the device count ({num_devices}): set the batch size(s) in the config (e.g. "
+            "--config.batch_size or --config.schedule.batch_size_per_stage).")
+
+
+def describe_processes() -> str:
+    """``process i of n: k local <platform> devices of m``, for a run's first line."""
+    local = jax.local_devices()
+    return (f"process {jax.process_index()} of {jax.process_count()}: {len(local)} local "
+            f"{jax.default_backend()} device(s) of {jax.device_count()} "
+            f"({', '.join(str(d.id) for d in local)})")
 
 
 def _data_size(mesh: Mesh) -> int:
@@ -125,3 +197,26 @@ def jit_step(
         out_shardings=(rep, rep),
         **kwargs,
     )
+
+
+def preemption_service_active() -> bool:
+    """Whether JAX's preemption sync manager runs (``jax.distributed`` initialised with
+    ``jax_enable_preemption_service``): it catches SIGTERM and lets every process agree on
+    a step to checkpoint (``multihost_utils.reached_preemption_sync_point``)."""
+    try:
+        from jax._src import distributed
+    except ImportError:  # pragma: no cover (a JAX without it)
+        return False
+    state = distributed.global_state
+    return state.client is not None and state.preemption_sync_manager is not None
+
+
+def gather_rows(x: np.ndarray) -> np.ndarray:
+    """The whole global batch on every process, from each process's rows of it (process
+    order, as the loaders deal them): for host-side work that needs every row, such as the
+    real images of an evaluation. The identity on one process."""
+    if jax.process_count() == 1:
+        return x
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))

@@ -512,3 +512,156 @@ def test_pggan_evaluates_its_linear_output_during_and_after_training(tmp_path, m
     assert [r["step"] for r in evals] == [8]
     step, results = evaluate.evaluate_workdir(str(tmp_path), "swd,ms_ssim", 8)
     assert step == 8 and results["swd_avg"] > 0 and 0 <= results["ms_ssim_diversity"] <= 1
+
+
+def test_stage_batches_that_several_processes_cannot_split_are_refused_up_front(
+        tmp_path, monkeypatch):
+    c = tiny_pggan()
+    c.schedule.batch_size_per_stage = (8, 12)
+    monkeypatch.setattr(jax, "process_count", lambda *a, **k: 2)
+    with pytest.raises(ValueError, match=r"stage 1 \(8x8, schedule.batch_size_per_stage\): "
+                       r"global batch size 12 does not split over 8 devices of 2 processes; "
+                       r"nearest valid: 8 or 16"):
+        pggan_exp.train_and_evaluate(c, str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()
+
+
+def test_one_process_gives_each_stage_the_devices_its_batch_divides(capsys):
+    c = tiny_pggan()
+    c.schedule.batch_size_per_stage = (8, 4)
+    assert runner.check_batch_sizes(pggan_exp.family(), c) == [8, 4]
+    out = capsys.readouterr().out
+    assert "stage 1 (8x8, schedule.batch_size_per_stage): global batch size 4 uses 4 of 8 " \
+           "devices" in out and "stage 0" not in out
+    assert runner.mesh_for([8]).devices.size == 8 and runner.mesh_for([4]).devices.size == 4
+
+
+def test_gs_workdir_stays_a_gs_path_through_every_write(tmp_path, monkeypatch):
+    """A gs:// workdir reaches orbax, TensorBoard and every file write as gs:// (epath with
+    its gs backend stubbed onto tmp_path: no network)."""
+    from etils import epath
+    from etils.epath import testing as epath_testing
+
+    bucket = tmp_path / "bucket"
+
+    def local(p):
+        p = os.fspath(p)
+        return str(bucket / p[len("gs://bucket/"):]) if p.startswith("gs://bucket/") else p
+
+    def one(fn, p, *a, **k):
+        return fn(local(p), *a, **k)
+
+    def two(fn, p, dst, *a, **k):
+        return fn(local(p), local(dst), *a, **k)
+
+    def glob(fn, p):
+        return [f"gs://bucket/{os.path.relpath(g, bucket)}" for g in fn(local(p))]
+
+    opened = []
+
+    class Checkpoints:  # stands in for jaxgan.checkpoint.Checkpointer (orbax, tensorstore)
+        def __init__(self, directory, max_to_keep, **kw):
+            opened.append(directory)
+
+        def restore_newest(self, build):
+            return None
+
+        def save(self, *a, **k):
+            pass
+
+        def reached_preemption(self, step):
+            return False
+
+        def latest_step(self):
+            return None
+
+        def wait(self):
+            pass
+
+        close = wait
+
+    logdirs = []
+
+    class Board:
+        def __init__(self, logdir, **kw):
+            logdirs.append(logdir)
+
+        def add_scalar(self, *a):
+            pass
+
+        def close(self):
+            pass
+
+    import tensorboardX
+
+    monkeypatch.setattr(runner, "Checkpointer", Checkpoints)
+    monkeypatch.setattr(tensorboardX, "SummaryWriter", Board)
+    monkeypatch.chdir(tmp_path)
+    c = tiny_dcgan()
+    c.num_steps, c.sample_every, c.checkpoint_every = 2, 2, 2
+    fns = {name: one for name in ("exists", "isdir", "listdir", "makedirs", "mkdir", "open",
+                                  "remove", "rmtree", "stat")}
+    with epath_testing.mock_epath(**fns, rename=two, replace=two, glob=glob):
+        assert str(runner.workdir_path("gs://bucket/run")) == "gs://bucket/run"
+        dcgan_exp.train_and_evaluate(c, "gs://bucket/run")
+        from jaxgan import evaluate
+        assert str(evaluate.eval_path("gs://bucket/run", 2)) == "gs://bucket/run/eval/2.json"
+    assert [str(d) for d in opened] == ["gs://bucket/run/checkpoints"]
+    assert isinstance(opened[0], epath.Path)
+    assert logdirs == ["gs://bucket/run/tensorboard"]
+    run = bucket / "run"
+    assert sorted(os.listdir(run)) == ["config.json", "metrics.jsonl", "samples"]
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [2]
+    assert os.listdir(run / "samples") == ["step_0000002.png"]
+    assert not (tmp_path / "gs:").exists()  # not pathlib's <cwd>/gs:/bucket/run
+
+
+def _no_cluster_env(monkeypatch):
+    for k in list(os.environ):
+        if k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_",
+                         "OMPI_", "TPU_", "KUBERNETES_")):
+            monkeypatch.delenv(k)
+
+
+def test_distributed_start_where_a_cluster_is_described_or_detected(monkeypatch):
+    calls = []
+    _no_cluster_env(monkeypatch)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    assert cli.maybe_initialize_distributed("auto") is False  # a plain host: left alone
+    assert cli.detect_cluster() is None and calls == []
+    assert cli.maybe_initialize_distributed("auto", "10.0.0.1:1234", 2, 1) is True
+    assert calls[-1] == {"coordinator_address": "10.0.0.1:1234", "num_processes": 2,
+                         "process_id": 1}
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert cli.maybe_initialize_distributed("auto") is True
+    assert calls[-1] == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
+                         "process_id": 3}
+    assert cli.maybe_initialize_distributed("false") is False and len(calls) == 2
+    _no_cluster_env(monkeypatch)
+    # SLURM (as JAX detects it): several tasks start, one task is a single host
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node1", "SLURM_NTASKS": "2",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    assert cli.detect_cluster() == ("SlurmCluster", 2)
+    assert cli.maybe_initialize_distributed("auto") is True
+    assert calls[-1] == {"coordinator_address": None, "num_processes": None, "process_id": None}
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert cli.maybe_initialize_distributed("auto") is False and len(calls) == 3
+    assert cli.maybe_initialize_distributed("true") is True and len(calls) == 4
+
+
+def test_a_coordinator_address_alone_names_the_missing_flags(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JAX_", "SLURM_", "OMPI_", "TPU_", "KUBERNETES_"))}
+    env["JAX_COORDINATOR_ADDRESS"] = "127.0.0.1:1234"
+    out = subprocess.run([sys.executable, "-m", "jaxgan.experiments.dcgan",
+                          f"--workdir={tmp_path / 'wd'}"], capture_output=True, text=True,
+                         timeout=120, check=False, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "Number of processes must be defined" in out.stderr
+    assert "--num_processes=N and --process_id=I" in out.stderr
+    assert "JAX_NUM_PROCESSES" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "wd").exists()

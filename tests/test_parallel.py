@@ -63,3 +63,32 @@ def test_jit_step_replicates_state_donates_it_and_matches_unsharded():
     np.testing.assert_allclose(new_state["w"], want_state["w"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(metrics["mean"], want_metrics["mean"], rtol=1e-6)
     assert int(new_state["n"]) == 1
+
+
+def test_replicated_creates_keys_and_state_on_every_device_without_device_put():
+    mesh = parallel.make_mesh()
+    key, w = parallel.replicated(lambda: (jax.random.key(3), jnp.arange(4.0)), mesh)()
+    assert key.sharding.is_fully_replicated and len(key.sharding.device_set) == 8
+    assert w.sharding.spec == PartitionSpec()
+    np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(
+        jax.random.key(3)))
+
+
+def test_mesh_orders_devices_by_process():
+    devices = jax.devices()
+    mesh = parallel.make_mesh(devices[::-1])
+    assert [d.process_index for d in mesh.devices] == sorted(d.process_index for d in devices)
+
+
+def test_batch_sizes_are_checked_against_devices_and_processes_up_front():
+    sizes = [("stage 0 (4x4)", 16), ("stage 7 (512x512)", 6), ("stage 8 (1024x1024)", 3)]
+    parallel.check_batch_sizes(sizes, num_devices=8, num_processes=1)  # one host: any size
+    with pytest.raises(parallel.BatchSizeError) as e:
+        parallel.check_batch_sizes(sizes, num_devices=8, num_processes=2)
+    msg = str(e.value)
+    assert "stage 7 (512x512): global batch size 6 does not split over 8 devices of 2 " \
+           "processes; nearest valid: 8" in msg
+    assert "stage 8 (1024x1024): global batch size 3" in msg and "stage 0" not in msg
+    assert "--config.schedule.batch_size_per_stage" in msg
+    assert parallel.nearest_multiples(12, 8) == (8, 16)
+    assert parallel.nearest_multiples(3, 8) == (8,)

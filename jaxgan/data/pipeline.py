@@ -6,8 +6,8 @@ B) -> float32 in [-1, 1] -> PGGAN box downsampling (``resolution``) -> batch.
 
 Determinism: grain's ``IndexSampler`` shuffles record indices with a new permutation each
 epoch from ``seed``, and every record gets its own ``np.random.Generator`` derived from
-``seed`` and its position in the stream, so the same ``seed`` (and process count) gives the
-same batches, whatever ``worker_count`` is: grain deals the stream round-robin to its worker
+``seed`` and its position in the global stream, so the same ``seed`` gives the same global
+batches, whatever ``worker_count`` and the process count are: grain deals the stream round-robin to its worker
 processes, which batch separately, and :class:`_WorkerOrderSampler` hands each worker the
 records of the in-process batches (with finite ``num_epochs`` the last ``worker_count``
 batches or fewer may differ). Epochs run back to back: with ``num_epochs=None`` the stream
@@ -19,17 +19,22 @@ dies, even by SIGKILL, instead of living on as orphans (see :func:`_exit_with_pa
 Folder sources report their images' sizes from the file headers; ``make_loader`` warns once,
 up front, when some are smaller than what they are resized to (they would be upscaled).
 
-Multi-host: the sampler uses ``grain.sharding.ShardByJaxProcess``, so each JAX process reads a
-disjoint ``1 / process_count`` of the records and yields batches of
-``global_batch_size // process_count``: its slice of the global batch, ready for
-``jax.make_array_from_process_local_data(sharding, batch)``.
+Multi-host: every process reads the same sequence of global batches (a function of ``seed``
+and ``global_batch_size`` alone, not of the process count) and keeps its rows of each: process
+``p`` of ``P`` yields rows ``[p * B / P, (p + 1) * B / P)`` of every global batch of ``B``, ready
+for ``jax.make_array_from_process_local_data`` on a mesh whose devices are ordered by process
+(:func:`jaxgan.parallel.make_mesh`). A run is so comparable across host counts, and resumes
+on another one: its data position is the number of global batches taken, and
+:meth:`Loader.iter_from` starts the stream at any global batch.
 
 Checkpointing: ``it = iter(loader)``; ``it.get_state()`` -> bytes, ``it.set_state(bytes)`` on a
 fresh iterator of an identically built loader resumes exactly after the last batch
 returned. With orbax, ``grain.checkpoint.CheckpointHandler`` with the args classes
 ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (aliases of
 ``grain.python.PyGrainCheckpointHandler`` / ``PyGrainCheckpointSave`` / ``...Restore``) store
-one JSON file per process; see the package docstring for a CheckpointManager example.
+one JSON file per process (tied to the process count: a run's checkpoints store the global
+batch position instead, see :meth:`Loader.iter_from`); see the package docstring for a
+CheckpointManager example.
 
 PGGAN stage resolution: ``resolution=r`` makes the pipeline emit reals at the stage
 resolution ``r`` by box downsampling (2x2 average repeated) the ``image_size`` images in
@@ -42,9 +47,10 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -127,6 +133,46 @@ class _WorkerOrderSampler:
         _exit_with_parent()
 
 
+class _ProcessRowsSampler:
+    """The global stream of batches of ``global_batch_size``, from global batch
+    ``start_batch`` on, of which this process reads its rows: local position ``i`` is row
+    ``process_index * b + i % b`` of global batch ``start_batch + i // b`` (``b`` the
+    per-process batch). Each record keeps the inner sampler's metadata at its global
+    position (its key and random transform), so the global batches are the same for every
+    process count. On one process a finite stream keeps its last partial batch; on several
+    only whole global batches are read (a partial one cannot be split evenly)."""
+
+    def __init__(self, inner: grain.samplers.IndexSampler, *, global_batch_size: int,
+                 process_index: int, process_count: int, start_batch: int = 0):
+        self.inner = inner
+        self.global_batch_size, self.process_index, self.process_count, self.start_batch = (
+            int(global_batch_size), int(process_index), int(process_count), int(start_batch))
+        self.per_process = self.global_batch_size // self.process_count
+        n = len(inner)
+        if n >= sys.maxsize:  # endless
+            self._len = sys.maxsize
+        else:
+            full, rest = divmod(n, self.global_batch_size)
+            self._len = max(full - self.start_batch, 0) * self.per_process + (
+                rest if self.process_count == 1 and full >= self.start_batch else 0)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> Any:
+        index = int(index)
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        batch, row = divmod(index, self.per_process)
+        return self.inner[(self.start_batch + batch) * self.global_batch_size
+                          + self.process_index * self.per_process + row]
+
+    def __repr__(self) -> str:
+        return (f"_ProcessRowsSampler({self.inner!r}, global_batch_size="
+                f"{self.global_batch_size}, process={self.process_index}/{self.process_count}, "
+                f"start_batch={self.start_batch})")
+
+
 def _warn_if_upscaled(source: Any, mode: str, size: tuple[int, int],
                       load_size: tuple[int, int] | None) -> None:
     """Warns when folder images are smaller than what ``mode`` resizes them to.
@@ -165,9 +211,22 @@ class Loader:
     image_shapes: dict[str, tuple[int, int, int]]
     seed: int
     transform: ImageTransform | None
+    #: start_batch -> the grain.DataLoader whose stream starts at that global batch
+    build: Callable[[int], grain.DataLoader] | None = dataclasses.field(default=None,
+                                                                         repr=False)
 
     def __iter__(self) -> grain.DataLoaderIterator:
         return iter(self.data_loader)
+
+    def iter_from(self, batch: int) -> grain.DataLoaderIterator:
+        """An iterator whose first batch is global batch ``batch`` of the stream: how a run
+        resumes at a checkpointed position on any number of processes (the position is
+        global, grain's own iterator state is per process)."""
+        if int(batch) == 0 or self.build is None:
+            if int(batch):
+                raise ValueError("this loader cannot start at a later batch")
+            return iter(self.data_loader)
+        return iter(self.build(int(batch)))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -221,7 +280,8 @@ def make_loader(
     Args:
       source: a random-access source of uint8 ``(H, W, C)`` records (``make_source``).
       global_batch_size: batch size summed over all JAX processes; must be divisible by
-        ``jax.process_count()``. Each process yields ``global_batch_size // process_count``.
+        ``jax.process_count()``. Each process yields its ``global_batch_size //
+        process_count`` rows of every global batch (see the module docstring).
       seed: shuffle and random-transform seed.
       image_size: output size ``s`` or ``(h, w)`` before ``resolution`` downsampling. Folder
         images smaller than what they are resized to give one warning (they get upscaled).
@@ -253,7 +313,7 @@ def make_loader(
         raise DataError(f"global_batch_size={global_batch_size} must be a positive multiple of "
                         f"the number of JAX processes ({nproc}).")
     per_process = global_batch_size // nproc
-    if n // nproc < per_process and num_epochs is not None and drop_remainder:
+    if n < global_batch_size and num_epochs is not None and drop_remainder:
         raise DataError(f"source has {n} records, fewer than one global batch of "
                         f"{global_batch_size} with num_epochs={num_epochs}; lower the batch size.")
     size = _hw(image_size)
@@ -287,30 +347,37 @@ def make_loader(
     else:
         operations = list(transforms)
         shapes = {}
-    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
-    sampler = grain.samplers.IndexSampler(
+    process_index = jax.process_index()
+    base = grain.samplers.IndexSampler(
         num_records=n,
-        shard_options=shard_options,
+        shard_options=grain.sharding.NoSharding(),
         shuffle=shuffle,
         num_epochs=num_epochs,
         seed=int(seed),
     )
-    if worker_count > 0:
-        sampler = _WorkerOrderSampler(sampler, worker_count=worker_count,
-                                      batch_size=per_process,
-                                      shard_count=shard_options.shard_count)
+    read_options = grain.ReadOptions(num_threads=int(read_threads),
+                                     prefetch_buffer_size=int(prefetch))
     operations.append(grain.transforms.Batch(batch_size=per_process,
-                                             drop_remainder=drop_remainder))
-    loader = grain.DataLoader(
-        data_source=source,
-        sampler=sampler,
-        shard_options=shard_options,
-        operations=operations,
-        worker_count=worker_count,
-        worker_buffer_size=int(worker_buffer_size),
-        read_options=grain.ReadOptions(num_threads=int(read_threads),
-                                       prefetch_buffer_size=int(prefetch)),
-    )
+                                             drop_remainder=drop_remainder or nproc > 1))
+
+    def build(start_batch: int) -> grain.DataLoader:
+        sampler: Any = _ProcessRowsSampler(base, global_batch_size=global_batch_size,
+                                           process_index=process_index, process_count=nproc,
+                                           start_batch=start_batch)
+        if worker_count > 0:
+            sampler = _WorkerOrderSampler(sampler, worker_count=worker_count,
+                                          batch_size=per_process, shard_count=1)
+        return grain.DataLoader(
+            data_source=source,
+            sampler=sampler,
+            shard_options=grain.sharding.NoSharding(),
+            operations=operations,
+            worker_count=worker_count,
+            worker_buffer_size=int(worker_buffer_size),
+            read_options=read_options,
+        )
+
+    loader = build(0)
     return Loader(data_loader=loader, source=source, global_batch_size=global_batch_size,
                   per_process_batch_size=per_process, image_shapes=shapes, seed=int(seed),
-                  transform=transform)
+                  transform=transform, build=build)

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
@@ -136,25 +137,77 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def maybe_initialize_distributed(mode: str) -> None:
-    """``jax.distributed.initialize()`` on several processes (TPU pods, multi-node GPU).
+#: Environment variables that describe a cluster JAX cannot detect (with the flags
+#: --coordinator_address, --num_processes, --process_id); JAX reads the first itself.
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
-    mode "auto": when the environment names a coordinator or several TPU workers; "true":
-    always; "false": never.
+
+def detect_cluster() -> tuple[str, int | None] | None:
+    """(name, process count or None) of the cluster JAX's own detection finds (GCE TPU VM
+    slices, GKE, SLURM, Open MPI, Kubernetes...: ``jax.distributed.initialize()`` with no
+    arguments), or None on a plain host."""
+    try:
+        from jax._src import clusters
+    except ImportError:  # pragma: no cover (a JAX without cluster detection)
+        return None
+    def present(env: Any) -> bool:
+        try:
+            return bool(env.is_env_present())
+        except Exception:  # noqa: BLE001 (a detector that cannot run here: not this cluster)
+            return False
+
+    for env in clusters.ClusterEnv._cluster_types:
+        if getattr(env, "opt_in_only_method", False) or not present(env):
+            continue
+        try:
+            count = int(env.get_process_count())
+        except Exception:  # noqa: BLE001 (known only once initialised)
+            count = None
+        return env.__name__, count
+    return None
+
+
+def maybe_initialize_distributed(mode: str, coordinator_address: str | None = None,
+                                 num_processes: int | None = None,
+                                 process_id: int | None = None) -> bool:
+    """``jax.distributed.initialize()`` wherever there is a cluster to join; returns whether
+    it ran.
+
+    mode "auto": with a coordinator, process count or id given (arguments, else
+    :data:`DISTRIBUTED_ENV`), or a multi-process cluster that JAX detects itself (a TPU VM
+    slice, SLURM with several tasks, ``mpirun -n N``); a single host is left alone. "true":
+    always (JAX detects what is not given). "false": never. Raises ValueError naming the
+    flags when the cluster is only partly described.
     """
+    if mode == "false":
+        return False
     import jax
 
-    if mode == "false":
-        return
     env = os.environ
-    several = (
-        "JAX_COORDINATOR_ADDRESS" in env
-        or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-        or int(env.get("SLURM_NTASKS", "1")) > 1
-        or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-    )
-    if mode == "true" or several:
-        jax.distributed.initialize()
+    address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS") or None
+    try:
+        count = num_processes if num_processes is not None else (
+            int(env["JAX_NUM_PROCESSES"]) if env.get("JAX_NUM_PROCESSES") else None)
+        index = process_id if process_id is not None else (
+            int(env["JAX_PROCESS_ID"]) if env.get("JAX_PROCESS_ID") else None)
+    except ValueError as e:
+        raise ValueError(f"JAX_NUM_PROCESSES / JAX_PROCESS_ID must be whole numbers ({e})") from e
+    given = (address, count, index) != (None, None, None)
+    cluster = None if given else detect_cluster()
+    if mode == "auto" and not given and (cluster is None or cluster[1] == 1):
+        return False
+    try:
+        jax.distributed.initialize(coordinator_address=address, num_processes=count,
+                                   process_id=index)
+    except ValueError as e:
+        where = f" (found {cluster[0]})" if cluster else ""
+        raise ValueError(
+            f"jax.distributed.initialize() failed: {e}{where}. For a cluster JAX cannot "
+            "detect, give every process --coordinator_address=HOST:PORT (process 0's host), "
+            "--num_processes=N and --process_id=I (0 on the coordinator), or the environment "
+            "variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; "
+            "--distributed=false runs on this host alone") from e
+    return True
 
 
 def run_main(
@@ -195,7 +248,19 @@ def run_main(
     flags.DEFINE_string("workdir", None,
                         f"Where the run writes everything (default: {runner.default_workdir(family)}).")
     flags.DEFINE_enum("distributed", "auto", ["auto", "true", "false"],
-                      "Call jax.distributed.initialize() (auto: on multi-process launches).")
+                      "Call jax.distributed.initialize(): auto = on a multi-process cluster "
+                      "that JAX detects (TPU VM slice, SLURM, Open MPI) or that the flags below "
+                      "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
+                      "describe; true = always; false = never.")
+    flags.DEFINE_string("coordinator_address", None,
+                        "Multi-process runs JAX cannot detect: process 0's HOST:PORT, the same "
+                        "on every process (default: $JAX_COORDINATOR_ADDRESS).")
+    flags.DEFINE_integer("num_processes", None,
+                         "Multi-process runs JAX cannot detect: the number of processes "
+                         "(default: $JAX_NUM_PROCESSES).")
+    flags.DEFINE_integer("process_id", None,
+                         "Multi-process runs JAX cannot detect: this process's index, 0 on "
+                         "the coordinator (default: $JAX_PROCESS_ID).")
     modes = ["train", *(other_modes or {})]
     flags.DEFINE_enum("mode", "train", modes, "What to do.")
     flags.DEFINE_bool("show_config", False,
@@ -204,7 +269,8 @@ def run_main(
     if extra_flags:
         extra_flags()
     # --help lists the flags defined here and by extra_flags, not only the entry point's own.
-    for name in ("config", "workdir", "distributed", "mode", "show_config",
+    for name in ("config", "workdir", "distributed", "coordinator_address", "num_processes",
+                 "process_id", "mode", "show_config",
                  *sorted(set(flags.FLAGS) - before)):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     if any(a in ("-h", "-?", "--help", "--helpshort") for a in argv):  # absl's exits 1
@@ -216,7 +282,17 @@ def run_main(
         from absl import logging
 
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-        maybe_initialize_distributed(flags.FLAGS.distributed)
+        f = flags.FLAGS
+        try:
+            started = maybe_initialize_distributed(f.distributed, f.coordinator_address,
+                                                   f.num_processes, f.process_id)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if started:
+            from jaxgan import parallel
+
+            print(parallel.describe_processes(), flush=True)
         enable_compilation_cache()
         config = flags.FLAGS.config
         with config.unlocked():
@@ -227,7 +303,10 @@ def run_main(
             return
         workdir = flags.FLAGS.workdir or str(runner.default_workdir(family))
         fn = train_and_evaluate if flags.FLAGS.mode == "train" else other_modes[flags.FLAGS.mode]
-        print(f"workdir: {Path(workdir).absolute()}", flush=True)
+        import jax
+
+        if jax.process_index() == 0:
+            print(f"workdir: {runner.workdir_path(workdir)}", flush=True)
         try:
             fn(config, workdir)
         except (runner.NonFiniteLossError, runner.WorkdirError, CheckpointError,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from jaxgan import parallel
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import dcgan as T
 
@@ -51,13 +52,16 @@ def family() -> runner.Family:
 
 def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[str, float]:
     """Metrics of the generator against the eval split (see jaxgan.metrics)."""
-    real = _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "image")
+    real = map(parallel.gather_rows,  # every process scores all rows, as one process does
+               _shared.cycle_images(_loader(config, 0, config.data.eval_split, False), "image"))
     return _shared.run_evaluation(config, _sample_fn(config, state), real, step, **kw)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-    """Train (or resume) a DCGAN run in ``workdir``; returns the final state."""
-    return runner.run(family(), config, workdir, evaluate=evaluate)
+    """Train (or resume) a DCGAN run in ``workdir``; returns the final state. A new run
+    starts from ``config.init.torch_G`` / ``torch_D`` when set (fine-tuning)."""
+    return runner.run(_shared.with_torch_init(family(), T, config, workdir), config, workdir,
+                      evaluate=evaluate)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxgan import parallel
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import pggan as T
 
@@ -104,6 +105,9 @@ def family() -> runner.Family:
         sample_fn=_sample_fn,
         stage_of=lambda state: int(state.stage),
         grow=_grow,
+        stage_start=stage_start_step,
+        stage_name=lambda stage: (f"stage {stage} ({T.stage_resolution(stage)}x"
+                                  f"{T.stage_resolution(stage)}, schedule.batch_size_per_stage)"),
         batch_sizes=lambda config: [T.stage_batch_size(config, s)
                                     for s in range(T.num_stages(config))],
         signature=lambda config: {"model": config.model.to_dict(),
@@ -128,13 +132,14 @@ def evaluate(config: ml_collections.ConfigDict, state, step: int, **kw) -> dict[
     if res < MIN_LEVEL_SIZE:
         skipped = [m for m in names if m in MIN_SIZE_METRICS]
         names = [m for m in names if m and m not in MIN_SIZE_METRICS]
-        if skipped:
+        if skipped and jax.process_index() == 0:
             print(f"step {step}: {', '.join(skipped)} skipped at the {res}x{res} stage (they "
                   f"need {MIN_LEVEL_SIZE}x{MIN_LEVEL_SIZE} images or larger)", flush=True)
     if not any(names):
         return {}
-    real = _shared.cycle_images(_loader(config, int(state.stage), config.data.eval_split, False),
-                                "image")
+    real = map(parallel.gather_rows,  # every process scores all rows, as one process does
+               _shared.cycle_images(_loader(config, int(state.stage), config.data.eval_split,
+                                            False), "image"))
     return _shared.run_evaluation(config, _sample_fn(config, state), real, step,
                                   metrics=",".join(names), **kw)
 

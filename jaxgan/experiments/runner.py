@@ -4,15 +4,21 @@ periodic evaluation, orbax checkpoints with exact resume, SIGTERM and non-finite
 A family (``jaxgan.experiments.{dcgan,pix2pix,cyclegan,pggan}``) supplies a :class:`Family`:
 how to build its state, step, loader and samples. :func:`run` does the rest::
 
-    config -> data source -> grain loader (per-process slice) -> shard_batch onto the mesh
+    config -> data source -> grain loader (this process's rows) -> shard_batch onto the mesh
     -> train_step(state, batch, key) (jit, state donated) -> metrics pulled at log steps
     -> metrics.jsonl + TensorBoard + progress bar; sample grids; eval hook; checkpoints.
 
 Everything a run writes lives in ``workdir``; a run started on a workdir holding a
 checkpoint resumes from it, and an interrupted-then-resumed run ends bit-identical (on the
 same backend) to an uninterrupted one: the step key is ``fold_in(key(seed), step)``, the data
-iterator's position is checkpointed with the state, and sample inputs are a function of the
-seed.
+iterator's position (global batches taken, the same for any process count) is checkpointed
+with the state, and sample inputs are a function of the seed.
+
+Several processes (``jax.distributed``): every path goes through ``etils.epath`` (a
+``gs://`` workdir stays one), the workdir must be shared by all processes (checked before
+training), only process 0 writes logs, samples and the config, every process saves its part
+of each checkpoint, and a preemption notice (SIGTERM) to any process makes all of them save
+the same step and stop. A checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -25,15 +31,15 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from etils import epath
 from PIL import Image
 
 from jaxgan import parallel
@@ -69,6 +75,9 @@ class Family:
         called on the host before every step (PGGAN).
       signature: (config) -> a JSON-able description of the model, checked on resume.
       batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
+      stage_start: (config, stage) -> the step at which ``stage`` (and its loader) begins:
+        the data position of checkpoints written before it was saved with them.
+      stage_name: (stage) -> how errors name a stage ("stage 2 (16x16)").
       grid_columns: images per row of a sample grid (None: square).
       default_config: optional () -> the family's library defaults
         (``jaxgan.train.<family>.default_config``). A checkpoint written before a config
@@ -90,50 +99,123 @@ class Family:
     grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree | None] | None = None
     batch_sizes: Callable[[ml_collections.ConfigDict], list[int]] = (
         lambda config: [int(config.batch_size)])
+    stage_start: Callable[[ml_collections.ConfigDict, int], int] = lambda config, stage: 0
+    stage_name: Callable[[int], str] | None = None
     grid_columns: int | None = None
     default_config: Callable[[], ml_collections.ConfigDict] | None = None
 
 
+def _multi() -> bool:
+    return jax.process_count() > 1
+
+
+def _say(*args: Any) -> None:
+    """A status line, from process 0 only."""
+    if jax.process_index() == 0:
+        print(*args, flush=True)
+
+
 def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
-    """A 'data' mesh over as many local devices as divide every batch size.
+    """A 'data' mesh over as many devices as divide every batch size (all of them on
+    several processes, where :func:`check_batch_sizes` has refused sizes they do not divide).
 
     On one process a batch of 1 (the pix2pix/CycleGAN reference) runs on one device instead
-    of failing; on several processes every device is used and the batch must divide evenly
-    (``jaxgan.parallel.shard_batch`` says so).
+    of failing; the runner builds one mesh per stage, so a stage batch that does not divide
+    the devices idles them only at that stage.
     """
     devices = jax.devices()
-    if jax.process_count() > 1:
+    if _multi():
         return parallel.make_mesh(devices)
     usable = max(d for d in range(1, len(devices) + 1) if all(b % d == 0 for b in batch_sizes))
-    if usable < len(devices):
-        print(f"note: global batch size(s) {sorted(set(batch_sizes))} use {usable} of "
-              f"{len(devices)} devices (use a batch size divisible by {len(devices)} for all)",
-              flush=True)
     return parallel.make_mesh(devices[:usable])
+
+
+def check_batch_sizes(family: Family, config: ml_collections.ConfigDict) -> list[int]:
+    """Every stage's global batch checked against the devices and processes, before the
+    workdir is touched (:class:`jaxgan.parallel.BatchSizeError` naming the stage and the
+    nearest valid sizes); returns the sizes. On one process, says which stages leave devices
+    idle and the sizes that would use them all."""
+    sizes = [int(b) for b in family.batch_sizes(config)]
+    name = family.stage_name or (lambda stage: "batch_size" if len(sizes) == 1
+                                 else f"stage {stage}")
+    parallel.check_batch_sizes([(name(i), b) for i, b in enumerate(sizes)])
+    n = jax.device_count()
+    for i, b in enumerate(sizes):
+        used = mesh_for([b]).devices.size
+        if used < n:
+            near = " or ".join(map(str, parallel.nearest_multiples(b, n)))
+            _say(f"note: {name(i)}: global batch size {b} uses {used} of {n} devices (use a "
+                 f"multiple of {n}, e.g. {near}, for all)")
+    return sizes
 
 
 # ----------------------------------------------------------------------------------------------
 # Workdir, writers, samples
 
 
-def default_workdir(family: str) -> Path:
+def default_workdir(family: str) -> epath.Path:
     """``./workdirs/<family>``: where a run goes when ``--workdir`` is not given."""
-    return Path("workdirs") / family
+    return epath.Path("workdirs") / family
 
 
-def prepare_workdir(workdir: str | os.PathLike) -> Path:
-    """Create ``workdir`` and prove it is writable, before any training starts."""
-    path = Path(workdir).expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise WorkdirError(
-            f"workdir {path} is not writable ({e.strerror or e}); choose another --workdir "
-            "or fix its permissions"
-        ) from e
+def workdir_path(workdir: str | os.PathLike) -> epath.Path:
+    """``workdir`` as an ``etils.epath`` path: a URI (``gs://bucket/run``) kept as it is, a
+    local path made absolute (``~`` expanded)."""
+    if "://" in os.fspath(workdir):
+        return epath.Path(workdir)
+    return epath.Path(workdir).expanduser().absolute()
+
+
+#: How a multi-process run is told that its workdir is not shared.
+SHARED_WORKDIR_FIX = (
+    "A multi-host run needs a workdir that every process reads and writes: a gs://bucket/path "
+    "(on TPU VMs) or a shared filesystem mounted at the same path on every host (NFS, "
+    "Filestore, a GCS FUSE mount); a disk local to each host cannot hold the checkpoints")
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> epath.Path:
+    """Create ``workdir`` and prove it is writable, before any training starts (process 0
+    writes; on several processes every process then proves it sees what process 0 wrote,
+    else :class:`WorkdirError` on all of them, naming the fix)."""
+    path = workdir_path(workdir)
+    error = ""
+    token = uuid.uuid4().hex
+    if _multi():
+        from jax.experimental import multihost_utils
+
+        token = bytes(np.asarray(multihost_utils.broadcast_one_to_all(
+            np.frombuffer(token.encode(), np.uint8)))).decode()
+    probe = path / f".jaxgan_write_test_{token}"
+    if jax.process_index() == 0:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
+        except OSError as e:
+            error = f"workdir {path} is not writable ({e.strerror or e}); choose another " \
+                    "--workdir or fix its permissions"
+    if _multi():
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxgan_workdir_written")
+        try:
+            seen = probe.exists() and probe.read_text() == token
+        except OSError:
+            seen = False
+        flags = np.asarray(multihost_utils.process_allgather(
+            np.array([not error, seen], np.int32)))
+        if jax.process_index() != 0 and not flags[0, 0]:
+            error = f"workdir {path} is not writable by process 0; choose another --workdir " \
+                    "or fix its permissions"
+        elif not error and not flags[:, 1].all():
+            blind = [i for i in range(len(flags)) if not flags[i, 1]]
+            error = (f"workdir {path} is not shared by the {len(flags)} processes of this run: "
+                     f"process(es) {', '.join(map(str, blind))} do not see the file process 0 "
+                     f"wrote there. {SHARED_WORKDIR_FIX}.")
+    if jax.process_index() == 0:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    if error:
+        raise WorkdirError(error)
     return path
 
 
@@ -141,47 +223,60 @@ class MetricWriter:
     """Scalars to ``<workdir>/metrics.jsonl`` (one JSON object per logged step, with ``step``)
     and TensorBoard event files under ``<workdir>/tensorboard`` (tensorboardX)."""
 
-    def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
-        self.path = workdir / "metrics.jsonl"
+    def __init__(self, workdir: epath.Path, resume_step: int, enabled: bool = True):
+        self.path = epath.Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
         if not enabled:
             return
-        self._truncate(resume_step)
-        self._file = self.path.open("a")
+        kept = self._truncate(resume_step)
+        # Object stores (gs://) cannot append: there every write rewrites the file.
+        self._lines = None if _is_local(self.path) else kept
+        self._file = self.path.open("a") if self._lines is None else None
         from tensorboardX import SummaryWriter
 
         # TensorBoard drops the events at or after purge_step that an interrupted run wrote
         # past its checkpoint, as _truncate drops their metrics.jsonl lines.
         # The suffix keeps a resumed run's file apart from one opened in the same second.
-        self._tb = SummaryWriter(str(workdir / "tensorboard"),
+        self._tb = SummaryWriter(os.fspath(epath.Path(workdir) / "tensorboard"),
                                  purge_step=resume_step + 1 if resume_step else None,
                                  filename_suffix=f".{os.getpid()}.{resume_step}")
 
-    def _truncate(self, resume_step: int) -> None:
+    def _truncate(self, resume_step: int) -> list[str]:
         """Drop lines past the resumed step: an interrupted run may have logged beyond its
-        last checkpoint, and the resumed run logs those steps again."""
+        last checkpoint, and the resumed run logs those steps again. Returns the lines kept."""
         if not self.path.exists():
-            return
+            return []
         keep = []
         for line in self.path.read_text().splitlines():
             with contextlib.suppress(json.JSONDecodeError):
                 if json.loads(line).get("step", 0) <= resume_step:
                     keep.append(line)
         self.path.write_text("".join(k + "\n" for k in keep))
+        return keep
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self._file.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
-        self._file.flush()
+        line = json.dumps({"step": step, **scalars}, sort_keys=True)
+        if self._lines is None:
+            self._file.write(line + "\n")
+            self._file.flush()
+        else:
+            self._lines.append(line)
+            self.path.write_text("".join(k + "\n" for k in self._lines))
         for k, v in scalars.items():
             self._tb.add_scalar(k, v, step)
 
     def close(self) -> None:
         if self.enabled:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
             self._tb.close()
+
+
+def _is_local(path: epath.Path) -> bool:
+    return "://" not in os.fspath(path)
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, min_side: int = 64) -> np.ndarray:
@@ -207,9 +302,12 @@ def image_grid(images: np.ndarray, columns: int | None = None, min_side: int = 6
     return grid[..., 0] if c == 1 else grid[..., :3]
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
+def save_png(path: epath.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as a PNG at ``path`` (any ``etils.epath`` path)."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    with path.open("wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +342,7 @@ def _defaults(family: Family) -> ml_collections.ConfigDict | None:
     return add_run_fields(family.default_config(), source="", num_steps=0)
 
 
-def check_signature(workdir: Path, meta: dict, family: str, signature: dict,
+def check_signature(workdir: epath.PathLike, meta: dict, family: str, signature: dict,
                     defaults: dict | None = None) -> None:
     """Refuse to resume a checkpoint of another family or model (:data:`COMPUTE_FIELDS`
     aside). ``defaults``: the family's signature at its default config; the checkpoint's
@@ -269,18 +367,22 @@ def check_signature(workdir: Path, meta: dict, family: str, signature: dict,
 class _Preemption:
     """SIGTERM (a TPU preemption) or Ctrl-C: finish the current step, checkpoint, exit cleanly.
 
-    A second Ctrl-C interrupts at once (KeyboardInterrupt), without a checkpoint.
+    One process: a Python handler sets :attr:`requested`. Several processes: SIGTERM is left
+    to JAX's preemption notifier (``jax.distributed`` installs it), which tells every process
+    and has them agree on the step to save at (:meth:`Checkpointer.reached_preemption`);
+    Ctrl-C raises SIGTERM for it. A second Ctrl-C interrupts at once (KeyboardInterrupt),
+    without a checkpoint.
     """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested: str | None = None  # the signal's name once one arrived
+        self.multi = _multi() and parallel.preemption_service_active()
         self._previous: dict = {}
 
     def __enter__(self) -> _Preemption:  # noqa: PYI034
+        signals = (signal.SIGINT,) if self.multi else (signal.SIGTERM, signal.SIGINT)
         with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
-            for s in self.SIGNALS:
+            for s in signals:
                 self._previous[s] = signal.signal(s, self._handle)
         return self
 
@@ -288,6 +390,17 @@ class _Preemption:
         if signum == signal.SIGINT and self.requested:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
+        if self.multi:  # JAX's notifier tells the other processes
+            signal.raise_signal(signal.SIGTERM)
+
+    def reached(self, ckpt: Checkpointer, step: int) -> str | None:
+        """The signal's name when the run should save ``step`` and stop (called by every
+        process after every step)."""
+        if not self.multi:
+            return self.requested
+        if ckpt.reached_preemption(step):
+            return self.requested or "SIGTERM"
+        return None
 
     def __exit__(self, *exc) -> None:
         for s, previous in self._previous.items():
@@ -342,32 +455,51 @@ def run(
     """Train ``family`` with ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
     Returns the final state. Raises :class:`NonFiniteLossError` on a non-finite loss (the last
-    good checkpoint is kept) and :class:`WorkdirError` for an unusable workdir.
+    good checkpoint is kept), :class:`WorkdirError` for an unusable workdir (on several
+    processes: one they do not all share) and :class:`jaxgan.parallel.BatchSizeError` for a
+    batch the devices cannot split, all before training.
     """
     check_loop_config(config)
+    sizes = check_batch_sizes(family, config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    mesh = mesh_for(family.batch_sizes(config))
     signature = family.signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
-    key = jax.random.key(int(config.seed))
-    init_key, step_key = jax.random.split(key)
+    seed = int(config.seed)
+
+    def mesh_at(stage: int) -> jax.sharding.Mesh:
+        return mesh_for([sizes[min(stage, len(sizes) - 1)]])
+
+    def create(stage: int) -> PyTree:
+        """The initial state at ``stage``, created replicated (no device_put of host data)."""
+        def init():
+            return family.create_state(config, jax.random.split(jax.random.key(seed))[0],
+                                       stage)
+        return parallel.replicated(init, mesh_at(stage))()
+
+    restored = {}
 
     def build(meta: dict) -> tuple[PyTree, Any]:
-        """The fresh state and data iterator at the stage ``meta`` records ({}: stage 0)."""
+        """The fresh state at the stage ``meta`` records ({}: stage 0); the data position
+        is in ``meta`` (no grain iterator is restored: its state is per process)."""
         if meta:
             check_signature(workdir, meta, family.name, signature, default_signature(family))
         stage = int(meta.get("stage", 0))
-        state = parallel.replicate(family.create_state(config, init_key, stage), mesh)
-        return state, iter(family.make_loader(config, stage, "train", True))
+        restored["position"] = int(meta.get("data_position", int(meta.get("step", 0))
+                                            - family.stage_start(config, stage)))
+        return create(stage), None
 
     found = ckpt.restore_newest(build)
     if found is None:
-        state, iterator = build({})
+        state, _ = build({})
+        position = 0
     else:
-        start, state, iterator, _ = found
-        print(f"resumed {family.name} from {workdir}/checkpoints at step {start}", flush=True)
+        start, state, _, _ = found
+        position = restored["position"]
+        _say(f"resumed {family.name} from {workdir}/checkpoints at step {start}")
     stage = family.stage_of(state)
+    mesh = mesh_at(stage)
+    iterator = _iterate_from(family.make_loader(config, stage, "train", True), position)
     if is_chief:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     step = int(jax.device_get(state.step))
@@ -379,50 +511,72 @@ def run(
             f"to train. Pass --config.num_steps above {step} to continue it, or another "
             "--workdir to start a new run.")
     if step == num_steps and found is not None:
-        print(f"{family.name}: {workdir} is already at num_steps={num_steps}; pass a larger "
-              "--config.num_steps to continue it", flush=True)
+        _say(f"{family.name}: {workdir} is already at num_steps={num_steps}; pass a larger "
+             "--config.num_steps to continue it")
     step_fn = family.make_step(config, mesh, stage)
     fresh = True  # step_fn not run yet (it compiles on its first call)
     told = False  # said once that freed memory is not held (jaxgan.experiments.memory)
     sample_inputs = family.sample_inputs(config)
     writer = MetricWriter(workdir, step, enabled=is_chief)
-    step_key = parallel.replicate(step_key, mesh)
+
+    def make_step_key(mesh: jax.sharding.Mesh) -> jax.Array:
+        return parallel.replicated(lambda: jax.random.split(jax.random.key(seed))[1], mesh)()
+
+    step_key = make_step_key(mesh)
 
     def meta() -> dict:
         return {"family": family.name, "signature": signature, "stage": family.stage_of(state),
-                "step": step, "config": json.loads(config.to_json_best_effort())}
+                "step": step, "data_position": position,
+                "config": json.loads(config.to_json_best_effort())}
 
     def save(force: bool = False) -> None:
-        ckpt.save(step, state, iterator, meta(), force=force)
+        ckpt.save(step, state, None, meta(), force=force)
 
     def write_samples() -> None:
-        if not is_chief:
-            return
+        # every process renders (the state spans all of them); process 0 writes
         images = jax.device_get(family.render_samples(config, state, sample_inputs))
-        save_png(workdir / "samples" / f"step_{step:07d}.png",
-                 image_grid(images, columns=family.grid_columns))
+        if is_chief:
+            save_png(workdir / "samples" / f"step_{step:07d}.png",
+                     image_grid(images, columns=family.grid_columns))
 
-    ok_flag = jnp.ones((), bool)
+    def say(line: str) -> None:
+        if is_chief:
+            bar.write(line)
+
+    ok_flag = None  # the finite flags of the steps since the last check, on the device
     window_t, window_images, window_steps = time.perf_counter(), 0, 0
     bar = tqdm.tqdm(
         total=num_steps, initial=step, unit="step", dynamic_ncols=True, disable=not is_chief,
         mininterval=1.0 if sys.stderr.isatty() else 10.0, desc=family.name,
     )
-    print(f"{family.name}: training to step {num_steps} in {workdir} "
-          f"({mesh.devices.size} {jax.default_backend()} device(s))", flush=True)
+    _say(f"{family.name}: training to step {num_steps} in {workdir} "
+         f"({mesh.devices.size} {jax.default_backend()} device(s)"
+         + (f" over {jax.process_count()} processes)" if _multi() else ")"))
+
+    def all_finite() -> bool:
+        return ok_flag is None or bool(jax.device_get(ok_flag))
+
     try:
         with _Preemption() as preemption:
             while step < num_steps:
                 if family.grow is not None:
                     grown = family.grow(config, state, step)
                     if grown is not None:
+                        stage = family.stage_of(grown)
+                        if mesh_at(stage) != mesh:
+                            mesh = mesh_at(stage)
+                            step_key = make_step_key(mesh)
+                            if ok_flag is not None:
+                                ok_flag = parallel.replicate(ok_flag, mesh)
                         state = parallel.replicate(grown, mesh)
-                        stage = family.stage_of(state)
-                        iterator = iter(family.make_loader(config, stage, "train", True))
+                        iterator = _iterate_from(
+                            family.make_loader(config, stage, "train", True), 0)
+                        position = 0
                         step_fn = family.make_step(config, mesh, stage)
                         fresh = True
-                        bar.write(f"step {step}: growing to stage {stage}")
+                        say(f"step {step}: growing to stage {stage}")
                 batch = parallel.shard_batch(next(iterator), mesh)
+                position += 1
                 if fresh:  # compiles: nothing held across it (jaxgan.experiments.memory)
                     memory.hold_freed_memory(False)
                 state, metrics = step_fn(state, batch, step_key)
@@ -430,12 +584,13 @@ def run(
                     jax.block_until_ready(metrics)
                     # reuse the step's block from now on, where twice the peak fits
                     if not memory.hold_freed_memory(True) and memory.enabled() and not told:
-                        bar.write("memory: the step's freed memory is not held (twice the "
-                                  "process's peak would not fit in memory): steps page-fault "
-                                  "their temporaries afresh")
+                        say("memory: the step's freed memory is not held (twice the "
+                            "process's peak would not fit in memory): steps page-fault "
+                            "their temporaries afresh")
                         told = True
                     fresh = False
-                ok_flag = ok_flag & metrics["finite"].astype(bool)
+                finite = metrics["finite"].astype(bool)
+                ok_flag = finite if ok_flag is None else ok_flag & finite
                 step += 1
                 window_steps += 1
                 window_images += _batch_size_of(batch)
@@ -443,7 +598,7 @@ def run(
                 last = step == num_steps
                 if step % int(config.log_every) == 0 or last:
                     scalars = _host_scalars(metrics)
-                    if not bool(jax.device_get(ok_flag)):
+                    if not all_finite():
                         raise NonFiniteLossError(_nonfinite_message(step, scalars, ckpt, workdir))
                     scalars.pop("finite", None)
                     dt = time.perf_counter() - window_t
@@ -465,19 +620,20 @@ def run(
                     fresh = True
                     if results:
                         writer.write(step, {f"eval/{k}": v for k, v in results.items()})
-                        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
-                                                               for k, v in results.items()))
-                if preemption.requested:
-                    if not bool(jax.device_get(ok_flag)):
+                        say(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
+                                                         for k, v in results.items()))
+                stop = preemption.reached(ckpt, step)
+                if stop:
+                    if not all_finite():
                         raise NonFiniteLossError(
                             _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
                     save(force=True)
                     ckpt.wait()
-                    bar.write(f"{preemption.requested}: saved checkpoint at step {step} in "
-                              f"{workdir}; run the same command to resume")
+                    say(f"{stop}: saved checkpoint at step {step} in {workdir}; run the same "
+                        "command to resume")
                     break
                 if step % int(config.checkpoint_every) == 0 or last:
-                    if not bool(jax.device_get(ok_flag)):
+                    if not all_finite():
                         raise NonFiniteLossError(
                             _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
                     save()
@@ -488,7 +644,18 @@ def run(
     return state
 
 
-def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: Path) -> str:
+def _iterate_from(loader: Any, position: int) -> Iterator:
+    """An iterator over ``loader`` whose first batch is its global batch ``position``."""
+    if hasattr(loader, "iter_from"):
+        return loader.iter_from(position)
+    iterator = iter(loader)
+    for _ in range(position):  # a loader of another kind: read up to the position
+        next(iterator)
+    return iterator
+
+
+def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: epath.Path
+                       ) -> str:
     kept = ckpt.latest_step()
     where = (f"the last good checkpoint (step {kept}) is kept in {workdir}/checkpoints"
              if kept is not None else "no checkpoint had been written yet")
@@ -498,9 +665,9 @@ def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: Pa
             "rerun (it resumes from that checkpoint).")
 
 
-def _read_checkpoints(workdir: str | os.PathLike) -> tuple[Path, Checkpointer]:
+def _read_checkpoints(workdir: str | os.PathLike) -> tuple[epath.Path, Checkpointer]:
     """(path, a Checkpointer that reads) of ``workdir``'s checkpoints, creating nothing."""
-    path = Path(workdir).absolute()
+    path = workdir_path(workdir)
     if not (path / "checkpoints").is_dir():
         what = "no checkpoints in" if path.is_dir() else "no such workdir:"
         raise WorkdirError(f"{what} {path}: train there first, or pass the --workdir of a run")
