@@ -205,3 +205,20 @@ def test_init_from_torch_takes_pytorch_examples_state_dicts():
     chex.assert_trees_all_equal((state.step, state.g_opt_state), (start.step, start.g_opt_state))
     with pytest.raises(ValueError, match=r"netD: .*main\.0\.weight"):
         dcgan.init_from_torch(CONFIG, start, d=g)
+
+
+def test_init_from_torch_reads_the_configs_init_files(tmp_path):
+    """``config.init.torch_G`` (the CLI's ``--config.init.torch_G=netG.pth``) is the default
+    source: G comes from the file, D (no file) stays the state's."""
+    from jaxgan.interop import pth
+    from jaxgan.interop import torch as interop
+
+    donor, start = dcgan.create_state(CONFIG, jax.random.key(7)), initial_state()
+    pth.write_pth(tmp_path / "netG.pth", interop.to_state_dict(
+        "dcgan", {"params": donor.g_params, "batch_stats": donor.g_batch_stats}, part="g"))
+    config = CONFIG.copy_and_resolve_references()
+    config.init.torch_G = str(tmp_path / "netG.pth")
+    state = dcgan.init_from_torch(config, start)
+    chex.assert_trees_all_equal((state.g_params, state.g_batch_stats),
+                                (donor.g_params, donor.g_batch_stats))
+    chex.assert_trees_all_equal(state.d_params, start.d_params)

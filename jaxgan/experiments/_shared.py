@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgan import data
+from jaxgan import data, parallel
 
 
 def make_loader(
@@ -109,7 +109,8 @@ def fixed_pairs(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     (how well the model fits) then as many of the eval split (how it generalises), in order
     and without augmentation."""
     n = max(int(config.num_samples) // 2, 1)
-    parts = [first_batch(paired_loader(config, 0, split, False, batch_size=n))
+    parts = [{k: parallel.gather_rows(v)  # every process's rows: the same pairs on any count
+              for k, v in first_batch(paired_loader(config, 0, split, False, batch_size=n)).items()}
              for split in (config.data.split, config.data.eval_split)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -141,8 +142,11 @@ def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable,
     """Metrics of ``translate(A)`` on successive eval-split inputs against its B images."""
     import jax.numpy as jnp
 
-    inputs = cycle_images(paired_loader(config, 0, config.data.eval_split, False), "A")
-    real = cycle_images(paired_loader(config, 0, config.data.eval_split, False), "B")
+    # every process scores all rows, as one process does
+    inputs = map(parallel.gather_rows,
+                 cycle_images(paired_loader(config, 0, config.data.eval_split, False), "A"))
+    real = map(parallel.gather_rows,
+               cycle_images(paired_loader(config, 0, config.data.eval_split, False), "B"))
     pending: list[jax.Array] = []
 
     def sample(key: jax.Array, n: int) -> jax.Array:

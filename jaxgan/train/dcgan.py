@@ -57,6 +57,9 @@ def default_config() -> ml_collections.ConfigDict:
         parameters, optimizer and losses; see jaxgan.train.common.MixedPrecision).
       loss.gan: 'vanilla' (BCE with logits; any of jaxgan.losses.GAN_KINDS).
       optimizer.{learning_rate, b1, b2, eps}: Adam for both G and D (2e-4, 0.5, 0.999, 1e-8).
+      init.torch_G / init.torch_D: pytorch/examples DCGAN state_dicts (``netG_epoch_N.pth``,
+        ``netD_epoch_N.pth``) a new run starts from (fine-tuning; :func:`init_from_torch`);
+        '' = the reference init.
     """
     c = ml_collections.ConfigDict()
     c.image_size = 64
@@ -69,6 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict({"gan": "vanilla"})
     c.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
+    c.init = ml_collections.ConfigDict({"torch_G": "", "torch_D": ""})
     return c
 
 
@@ -137,7 +141,8 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
 def init_from_torch(config: ml_collections.ConfigDict, state: DCGANState, *,
                     g: Any = None, d: Any = None) -> DCGANState:
     """``state`` with G and/or D from pytorch/examples DCGAN state_dicts (``netG_epoch_N.pth``,
-    ``netD_epoch_N.pth``; a path or a mapping; None = keep the state's), for fine-tuning.
+    ``netD_epoch_N.pth``; a path or a mapping; None = ``config.init.torch_G`` / ``torch_D``,
+    and the state's own where those are empty), for fine-tuning.
 
     Parameters and BatchNorm statistics are replaced; the Adam states and ``step`` are
     kept. The files must be the networks the config describes (``image_size``,
@@ -147,6 +152,9 @@ def init_from_torch(config: ml_collections.ConfigDict, state: DCGANState, *,
       ValueError: a file of another architecture (naming the first differing key).
     """
     mc = config.model
+    init = config.get("init") or {}
+    g = g if g is not None else (init.get("torch_G") or None)
+    d = d if d is not None else (init.get("torch_D") or None)
     new = {}
     if g is not None:
         new["g_params"], new["g_batch_stats"] = common.load_torch_variables(
