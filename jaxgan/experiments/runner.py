@@ -471,10 +471,15 @@ def run(
         return mesh_for([sizes[min(stage, len(sizes) - 1)]])
 
     def create(stage: int) -> PyTree:
-        """The initial state at ``stage``, created replicated (no device_put of host data)."""
+        """The initial state at ``stage``, replicated. On several processes it is created
+        inside jit (no device_put onto devices a process cannot address); on one it is
+        created, then placed, so weights a family loads from files (``config.init``) are
+        not traced into the program as constants."""
         def init():
             return family.create_state(config, jax.random.split(jax.random.key(seed))[0],
                                        stage)
+        if not _multi():
+            return parallel.replicate(init(), mesh_at(stage))
         return parallel.replicated(init, mesh_at(stage))()
 
     restored = {}
