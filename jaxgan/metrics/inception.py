@@ -33,9 +33,14 @@ Other entries (``fc.*``, ``AuxLogits.*``, ``*.num_batches_tracked``) are ignored
 Input: images (N, H, W, 3) in [-1, 1] (the range both weight sets expect after their own input
 transforms), resized to 299x299 with bilinear interpolation (half-pixel centres, no antialiasing,
 like ``F.interpolate(..., mode='bilinear', align_corners=False)``). The features are the global
-average pool of Mixed_7c. The implementation follows the published architecture; it has not been
-compared numerically against PyTorch here, so FID/KID values from it are not claimed to be
-calibrated to published numbers.
+average pool of Mixed_7c.
+
+Agreement with pytorch-fid (``tests/test_fid_parity.py``): against a torch rebuild of pytorch-fid's
+``InceptionV3`` (FID blocks, its own resize and [0, 1] -> [-1, 1] input handling) with random
+weights and BatchNorm statistics loaded through the conversion above, the float32 2048-D features
+agree to within 4.1e-7 of the largest feature for 299x299, 64x64 and 48x80 inputs, and FID from
+:mod:`jaxgan.metrics.fid` matches pytorch-fid's scipy ``sqrtm`` formula to a relative 2.1e-7. So
+with pytorch-fid's weight file the features are pytorch-fid's; jaxgan itself ships no weights.
 """
 from __future__ import annotations
 
