@@ -527,3 +527,27 @@ def test_a_new_run_starts_from_imported_weights_and_a_resumed_one_keeps_its_own(
     assert "resuming it, not loading init.torch_G" in capsys.readouterr().out
     c.init.torch_G = ""
     assert _shared.with_torch_init(plain, train, c, "w") is plain
+
+
+@needs_torch
+def test_translate_cli_gives_the_references_images_for_a_torch_saved_generator(tmp_path):
+    """A generator saved by torch (the reference's nesting and names), run by the CLI, writes
+    what the reference's test.py writes for it (eval mode; --preprocess none on sizes that are
+    multiples of 4, where it resizes nothing; ToTensor + Normalize(0.5, 0.5) in, tensor2im's
+    truncation out): within 1/255 per pixel, at the input's non-square size."""
+    net = randomize(RefResnet(3, 3, 4, "instance", n_blocks=6), seed=3).eval()
+    torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")
+    write_images(tmp_path / "in", [(20, 28)])
+    run = [sys.executable, "-m", "jaxgan.experiments.cyclegan", "--mode=translate",
+           f"--torch_checkpoint={tmp_path / 'latest_net_G.pth'}", "--netG=resnet_6blocks",
+           f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}",
+           f"--workdir={tmp_path / 'unused'}"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    x = np.asarray(Image.open(tmp_path / "in" / "0.png"), np.float32) / 255.0
+    with torch.no_grad():
+        y = net(torch.from_numpy((x - 0.5) / 0.5).permute(2, 0, 1)[None])[0]
+    want = ((y.permute(1, 2, 0).numpy() + 1) / 2.0 * 255.0).astype(np.uint8).astype(int)
+    got = np.asarray(Image.open(tmp_path / "out" / "0.png")).astype(int)
+    assert got.shape == want.shape == (20, 28, 3)
+    assert np.abs(got - want).max() <= 1
