@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import tiny_dcgan
 
 from jaxgan.checkpoint import Checkpointer, CheckpointReadError, CheckpointWriteError
 
@@ -401,18 +402,6 @@ def test_read_only_falls_back_without_writing_anything(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------
 # A real run
-
-
-def tiny_dcgan():
-    from jaxgan.configs import dcgan as dcgan_cfg
-
-    c = dcgan_cfg.get_config()
-    c.image_size, c.channels, c.batch_size = 16, 1, 8
-    c.model.ngf = c.model.ndf = 4
-    c.data.source = "digits:16"
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 6, 2, 3, 3
-    c.num_samples = 4
-    return c
 
 
 def test_training_resumes_from_the_newest_readable_checkpoint(tmp_path, capsys):

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_configs import tiny_dcgan, tiny_pggan
 
 from jaxgan.configs import cyclegan as cyclegan_cfg
 from jaxgan.configs import dcgan as dcgan_cfg
@@ -21,28 +22,6 @@ from jaxgan.experiments import cyclegan as cyclegan_exp
 from jaxgan.experiments import dcgan as dcgan_exp
 from jaxgan.experiments import pggan as pggan_exp
 from jaxgan.experiments import pix2pix as pix2pix_exp
-
-
-def tiny_dcgan():
-    c = dcgan_cfg.get_config()
-    c.image_size, c.channels, c.batch_size = 16, 1, 8
-    c.model.ngf = c.model.ndf = 4
-    c.data.source = "digits:16"
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 6, 2, 3, 3
-    c.num_samples = 4
-    return c
-
-
-def tiny_pggan():
-    c = pggan_cfg.get_config()
-    c.resolution, c.channels = 8, 1
-    c.model.latent_dim, c.model.fmap_base, c.model.fmap_max = 8, 32, 8
-    c.schedule.stable_kimg = c.schedule.fade_kimg = 0.016  # 16 images: 2 steps of 8
-    c.schedule.batch_size_per_stage = (8, 8)
-    c.data.source = "digits:8"
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 9, 1, 3, 3
-    c.num_samples = 4
-    return c
 
 
 def interrupting(family, at_steps, signum=signal.SIGTERM):

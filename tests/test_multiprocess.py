@@ -44,27 +44,7 @@ cli.enable_compilation_cache()  # a test's sessions share one (JAXGAN_CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def tiny_dcgan():  # tests/test_experiments.py's
-    c = dcgan_cfg.get_config()
-    c.image_size, c.channels, c.batch_size = 16, 1, 8
-    c.model.ngf = c.model.ndf = 4
-    c.data.source = "digits:16"
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 6, 2, 3, 3
-    c.num_samples = 4
-    return c
-
-
-def tiny_pggan():  # tests/test_experiments.py's: stage 1 (8x8) from step 2, fading to step 4
-    c = pggan_cfg.get_config()
-    c.resolution, c.channels = 8, 1
-    c.model.latent_dim, c.model.fmap_base, c.model.fmap_max = 8, 32, 8
-    c.schedule.stable_kimg = c.schedule.fade_kimg = 0.016
-    c.schedule.batch_size_per_stage = (8, 8)
-    c.data.source = "digits:8"
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 9, 1, 3, 3
-    c.num_samples = 4
-    return c
-
+from tiny_configs import tiny_dcgan, tiny_pggan  # noqa: E402
 
 exp = {"dcgan": dcgan_exp, "pggan": pggan_exp}[args["family"]]
 c = {"dcgan": tiny_dcgan, "pggan": tiny_pggan}[args["family"]]()
@@ -110,7 +90,7 @@ def _env(tmp: Path, devices: int) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAX_", "XLA_", "TPU_", "SLURM_", "OMPI_"))}
     return {**env, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu",
-            "JAXGAN_CACHE_DIR": str(tmp / "xla_cache"), "PYTHONPATH": str(ROOT)}
+            "JAXGAN_CACHE_DIR": str(tmp / "xla_cache"), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
 
 
 class Session:
