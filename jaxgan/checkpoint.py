@@ -252,17 +252,8 @@ class Checkpointer:
     def newest_meta(self) -> tuple[int, dict] | None:
         """(step, metadata) of the newest checkpoint whose metadata reads, or None when there
         is no checkpoint. Unreadable ones are reported, not moved."""
-        skipped = []
-        for step in reversed(self.manager.all_steps()):
-            try:
-                meta = self.meta(step)
-            except Exception as e:  # noqa: BLE001 (unreadable: a missing file or item, bad JSON)
-                skipped.append((step, e))
-                continue
-            self._report(skipped, step, move=False)
-            return step, meta
-        self._report(skipped, None)
-        return None
+        found = self._newest(lambda meta: None, lambda step, prepared: None, move=False)
+        return None if found is None else found[:2]
 
     def restore_newest(self, build: Callable[[dict], tuple[PyTree, Any]]
                        ) -> tuple[int, PyTree, Any, dict] | None:
@@ -271,6 +262,18 @@ class Checkpointer:
         as another model's run, propagate). Returns (step, state, iterator, meta), or None
         when the directory holds no checkpoint. Newer unreadable checkpoints are renamed
         ``<step>.corrupt`` (unless read-only); CheckpointReadError when none reads."""
+        found = self._newest(build, lambda step, built: self.restore(step, *built),
+                             move=not self.read_only)
+        if found is None:
+            return None
+        step, meta, (_, iterator), state = found
+        return step, state, iterator, meta
+
+    def _newest(self, prepare: Callable[[dict], Any], read: Callable[[int, Any], Any],
+                move: bool) -> tuple[int, dict, Any, Any] | None:
+        """(step, meta, prepare(meta), read(step, prepared)) of the newest checkpoint whose
+        metadata and ``read`` succeed, or None when there is none. ``prepare``'s own errors
+        propagate; the unreadable newer checkpoints are reported (see :meth:`_report`)."""
         skipped = []
         for step in reversed(self.manager.all_steps()):
             try:
@@ -278,14 +281,14 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 (unreadable: a missing file or item, bad JSON)
                 skipped.append((step, e))
                 continue
-            template, iterator = build(meta)
+            prepared = prepare(meta)
             try:
-                state = self.restore(step, template, iterator)
+                result = read(step, prepared)
             except Exception as e:  # noqa: BLE001 (orbax wraps tensorstore's read errors so)
                 skipped.append((step, e))
                 continue
-            self._report(skipped, step, move=not self.read_only)
-            return step, state, iterator, meta
+            self._report(skipped, step, move=move)
+            return step, meta, prepared, result
         self._report(skipped, None)
         return None
 
