@@ -460,17 +460,24 @@ def write_images(folder, sizes):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
-def test_translate_cli_runs_a_torch_checkpoint_at_each_images_size(tmp_path):
-    sd, variables = jaxgan_state_dict("resnet_6blocks", ngf=4)
-    write_pth(tmp_path / "latest_net_G.pth", sd)
-    sizes = [(20, 28), (17, 26)]  # non-square; 17x26 is padded to 20x28 and cropped back
-    write_images(tmp_path / "in", sizes)
+def translate_cli(tmp_path):
+    """``cyclegan --mode=translate`` of tmp_path/latest_net_G.pth (a resnet_6blocks) on
+    tmp_path/in into tmp_path/out, in a subprocess; its completed process (exit 0 asserted)."""
     run = [sys.executable, "-m", "jaxgan.experiments.cyclegan", "--mode=translate",
            f"--torch_checkpoint={tmp_path / 'latest_net_G.pth'}", "--netG=resnet_6blocks",
            f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}",
            f"--workdir={tmp_path / 'unused'}"]
     out = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_translate_cli_runs_a_torch_checkpoint_at_each_images_size(tmp_path):
+    sd, variables = jaxgan_state_dict("resnet_6blocks", ngf=4)
+    write_pth(tmp_path / "latest_net_G.pth", sd)
+    sizes = [(20, 28), (17, 26)]  # non-square; 17x26 is padded to 20x28 and cropped back
+    write_images(tmp_path / "in", sizes)
+    out = translate_cli(tmp_path)
     assert "translated 2 images with the PyTorch checkpoint" in out.stdout
     for i, (h, w) in enumerate(sizes):
         img = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"))
@@ -538,12 +545,7 @@ def test_translate_cli_gives_the_references_images_for_a_torch_saved_generator(t
     net = randomize(RefResnet(3, 3, 4, "instance", n_blocks=6), seed=3).eval()
     torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")
     write_images(tmp_path / "in", [(20, 28)])
-    run = [sys.executable, "-m", "jaxgan.experiments.cyclegan", "--mode=translate",
-           f"--torch_checkpoint={tmp_path / 'latest_net_G.pth'}", "--netG=resnet_6blocks",
-           f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}",
-           f"--workdir={tmp_path / 'unused'}"]
-    out = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
+    translate_cli(tmp_path)
     x = np.asarray(Image.open(tmp_path / "in" / "0.png"), np.float32) / 255.0
     with torch.no_grad():
         y = net(torch.from_numpy((x - 0.5) / 0.5).permute(2, 0, 1)[None])[0]
