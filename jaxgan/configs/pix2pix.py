@@ -20,7 +20,6 @@ def get_config():
     c.model.ndf = 32
     c.schedule.constant_steps = 800
     c.schedule.decay_steps = 400
-    c.data.transforms = "resize_and_crop"
     c.data.load_size = 72
     add_run_fields(c, source="edges2photos", num_steps=1200, sample_every=200,
                    checkpoint_every=400)
