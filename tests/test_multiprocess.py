@@ -1,11 +1,11 @@
 """Several JAX processes on 127.0.0.1 (gloo CPU collectives, 2 CPU devices each), as on a pod
 slice or a multi-GPU host: DCGAN and PGGAN train and checkpoint as 2 processes x 2 devices
 with the results of 1 process x 4 devices, and so do pix2pix and CycleGAN with their
-evaluation and sample grids of the fixed validation pairs; a SIGTERM to one of two DCGAN processes makes both
-save the same step, and both resume to the uninterrupted result; a PGGAN checkpoint written
-by 2 processes in a fade resumes on 1; a workdir the processes do not share is refused
-before training (through the CLI, with --coordinator_address/--num_processes/--process_id).
-
+evaluation and sample grids of the fixed validation pairs; a SIGTERM to one of two DCGAN
+processes makes both save the same step, and both resume to the uninterrupted result; a PGGAN
+checkpoint written by 2 processes in a fade resumes on 1; a workdir the processes do not share
+is refused before training (through the CLI, with --coordinator_address/--num_processes/
+--process_id).
 Every run is a subprocess with a timeout: on a timeout all of a session's processes are
 killed and the test fails showing every log. The 2-process results equal the 1-process ones
 to float32 round-off, not bit for bit: the cross-process all-reduce (gloo) sums the devices'
