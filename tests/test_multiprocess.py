@@ -6,6 +6,7 @@ processes makes both save the same step, and both resume to the uninterrupted re
 checkpoint written by 2 processes in a fade resumes on 1; a workdir the processes do not share
 is refused before training (through the CLI, with --coordinator_address/--num_processes/
 --process_id).
+
 Every run is a subprocess with a timeout: on a timeout all of a session's processes are
 killed and the test fails showing every log. The 2-process results equal the 1-process ones
 to float32 round-off, not bit for bit: the cross-process all-reduce (gloo) sums the devices'
