@@ -1,5 +1,8 @@
-"""``python -m jaxgan.evaluate --workdir DIR [--metrics swd,ms_ssim] [--num-images N]``:
+"""``python -m jaxgan.evaluate --workdir DIR [--metrics swd,ms_ssim] [--num_images N]``:
 evaluate the latest checkpoint of a training run against its dataset.
+
+On a multi-host run, start it on every host as the training was (the same distributed flags):
+the metrics are computed over every host's rows, and process 0 writes the result.
 
 The family, config and model come from the checkpoint. Prints a table and writes
 ``DIR/eval/<step>.json``. Metrics: ``swd`` (PGGAN's sliced Wasserstein distance, x1e3 per
@@ -11,7 +14,6 @@ of the eval split against its B images.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -59,28 +61,62 @@ def format_table(step: int, results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jaxgan.evaluate",
-                                 description="Evaluate a run's latest checkpoint.")
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--metrics", default="swd,ms_ssim", help="comma-separated: swd,ms_ssim,fid,kid")
-    ap.add_argument("--num-images", type=int, default=None,
-                    help="images per side (default: the run's eval_num_images)")
-    ap.add_argument("--inception", default=None, help="Inception weights (.npz) for fid/kid")
-    args = ap.parse_args(argv)
-    if args.num_images is not None and args.num_images < 2:
-        ap.error(f"--num-images must be at least 2 (MS-SSIM scores pairs), got {args.num_images}")
-    from absl import logging
+def _flags():
+    """This command's flags, in their own absl ``FlagValues`` (not the global FLAGS, so that
+    :func:`main` can be called from Python with an argv of its own)."""
+    from absl import flags
 
+    from jaxgan.experiments import cli
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("workdir", None, "The training run's workdir.", flag_values=fv)
+    flags.DEFINE_string("metrics", "swd,ms_ssim", "Comma-separated: swd, ms_ssim, fid, kid.",
+                        flag_values=fv)
+    flags.DEFINE_integer("num_images", None,
+                         "Images per side (default: the run's eval_num_images).", flag_values=fv)
+    flags.DEFINE_string("inception", None, "Inception weights (.npz) for fid / kid.",
+                        flag_values=fv)
+    cli.define_distributed_flags(fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), evaluate, print; returns the exit status
+    (2 for a bad flag or an unreadable workdir; ``--help`` exits 0)."""
+    from absl import flags, logging
+
+    from jaxgan.experiments import cli
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    fv = _flags()
+    prog = "python -m jaxgan.evaluate"
+    if any(a in ("-h", "--help", "--helpfull") for a in argv):
+        print(f"{prog}: evaluate a run's latest checkpoint.\n\n{fv.get_help()}")
+        raise SystemExit(0)
+    try:
+        fv([prog, *argv])
+        if not fv.workdir:
+            raise flags.Error("--workdir is required (the training run's workdir)")
+        if fv.num_images is not None and fv.num_images < 2:
+            raise flags.Error(f"--num_images must be at least 2 (MS-SSIM scores pairs), "
+                              f"got {fv.num_images}")
+        if cli.maybe_initialize_distributed(fv.distributed, fv.coordinator_address,
+                                            fv.num_processes, fv.process_id):
+            from jaxgan import parallel
+
+            print(parallel.describe_processes(), flush=True)
+    except (flags.Error, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.set_verbosity(logging.WARNING)
     try:
-        step, results = evaluate_workdir(args.workdir, args.metrics, args.num_images,
-                                         args.inception)
+        step, results = evaluate_workdir(fv.workdir, fv.metrics, fv.num_images, fv.inception)
     except (runner.WorkdirError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_table(step, results))
-    print(f"wrote {eval_path(args.workdir, step)}")
+    if jax.process_index() == 0:
+        print(format_table(step, results))
+        print(f"wrote {eval_path(fv.workdir, step)}")
     return 0
 
 

@@ -202,6 +202,22 @@ def test_dcgan_sigterm_to_one_of_two_processes_saves_one_step_and_resumes_on_bot
     assert_states_close(tmp_path / "two.npz", tmp_path / "ref.npz", atol=1e-6)
     assert sorted(os.listdir(wd / "samples")) == sorted(os.listdir(tmp_path / "ref" / "samples"))
     assert "8" in os.listdir(wd / "checkpoints")
+    # python -m jaxgan.evaluate of that checkpoint: 2 processes score what 1 process does
+    scores = []
+    for processes, devices in ((2, 2), (1, 4)):
+        port = free_port()
+        command = [sys.executable, "-m", "jaxgan.evaluate", f"--workdir={wd}", "--metrics=swd",
+                   "--num_images=16"]
+        logs = Session(tmp_path, f"evaluate_{processes}", [
+            command + ([f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                        f"--process_id={i}"] if processes > 1 else [])
+            for i in range(processes)], devices).wait()
+        assert "swd_avg" in logs[0]
+        assert processes == 1 or "swd_avg" not in logs[1]  # the table from process 0 only
+        scores.append(json.loads((wd / "eval" / "8.json").read_text())["results"])
+    assert sorted(scores[0]) == sorted(scores[1])
+    np.testing.assert_allclose([scores[0][k] for k in sorted(scores[0])],
+                               [scores[1][k] for k in sorted(scores[1])], rtol=1e-5)
 
 
 def test_pggan_checkpoint_of_two_processes_mid_fade_resumes_on_one(tmp_path):

@@ -94,8 +94,8 @@ def test_skip_corrupt_is_a_config_field_the_cli_accepts(tmp_path):
 
 def test_evaluate_refuses_too_few_images_and_creates_nothing(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        evaluate.main(["--workdir", str(tmp_path), "--num-images", "0"])
-    assert e.value.code == 2 and "--num-images must be at least 2" in capsys.readouterr().err
+        evaluate.main(["--workdir", str(tmp_path), "--num_images", "0"])
+    assert e.value.code == 2 and "--num_images must be at least 2" in capsys.readouterr().err
     missing = tmp_path / "no_such_run"
     assert evaluate.main(["--workdir", str(missing)]) == 2
     assert "no such workdir" in capsys.readouterr().err

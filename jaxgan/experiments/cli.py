@@ -210,6 +210,28 @@ def maybe_initialize_distributed(mode: str, coordinator_address: str | None = No
     return True
 
 
+def define_distributed_flags(flag_values=None) -> None:
+    """``--distributed``, ``--coordinator_address``, ``--num_processes``, ``--process_id``
+    (for :func:`maybe_initialize_distributed`) in ``flag_values`` (default: absl's FLAGS)."""
+    from absl import flags
+
+    fv = {} if flag_values is None else {"flag_values": flag_values}
+    flags.DEFINE_enum("distributed", "auto", ["auto", "true", "false"],
+                      "Call jax.distributed.initialize(): auto = on a multi-process cluster "
+                      "that JAX detects (TPU VM slice, SLURM, Open MPI) or that the flags below "
+                      "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
+                      "describe; true = always; false = never.", **fv)
+    flags.DEFINE_string("coordinator_address", None,
+                        "Multi-process runs JAX cannot detect: process 0's HOST:PORT, the same "
+                        "on every process (default: $JAX_COORDINATOR_ADDRESS).", **fv)
+    flags.DEFINE_integer("num_processes", None,
+                         "Multi-process runs JAX cannot detect: the number of processes "
+                         "(default: $JAX_NUM_PROCESSES).", **fv)
+    flags.DEFINE_integer("process_id", None,
+                         "Multi-process runs JAX cannot detect: this process's index, 0 on "
+                         "the coordinator (default: $JAX_PROCESS_ID).", **fv)
+
+
 def run_main(
     family: str,
     train_and_evaluate: Callable[[ml_collections.ConfigDict, str], object],
@@ -247,20 +269,7 @@ def run_main(
     )
     flags.DEFINE_string("workdir", None,
                         f"Where the run writes everything (default: {runner.default_workdir(family)}).")
-    flags.DEFINE_enum("distributed", "auto", ["auto", "true", "false"],
-                      "Call jax.distributed.initialize(): auto = on a multi-process cluster "
-                      "that JAX detects (TPU VM slice, SLURM, Open MPI) or that the flags below "
-                      "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
-                      "describe; true = always; false = never.")
-    flags.DEFINE_string("coordinator_address", None,
-                        "Multi-process runs JAX cannot detect: process 0's HOST:PORT, the same "
-                        "on every process (default: $JAX_COORDINATOR_ADDRESS).")
-    flags.DEFINE_integer("num_processes", None,
-                         "Multi-process runs JAX cannot detect: the number of processes "
-                         "(default: $JAX_NUM_PROCESSES).")
-    flags.DEFINE_integer("process_id", None,
-                         "Multi-process runs JAX cannot detect: this process's index, 0 on "
-                         "the coordinator (default: $JAX_PROCESS_ID).")
+    define_distributed_flags()
     modes = ["train", *(other_modes or {})]
     flags.DEFINE_enum("mode", "train", modes, "What to do.")
     flags.DEFINE_bool("show_config", False,
