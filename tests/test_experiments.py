@@ -328,7 +328,7 @@ def test_pix2pix_runs_and_translates_a_folder(tmp_path):
     src.mkdir(parents=True)
     for i in range(2):
         Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(src / f"x{i}.jpg")
-    restored, step = translate.restore_latest(pix2pix_exp.family(), c, str(tmp_path / "wd"))
+    restored, step, _ = runner.restore_latest(pix2pix_exp.family(), c, str(tmp_path / "wd"))
     assert step == 2
     assert_states_equal(state, restored)
     n = translate.translate_folder(

@@ -247,7 +247,7 @@ def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
     ``apply(images, key)`` of a restored state."""
     from absl import flags
 
-    from jaxgan.experiments import translate
+    from jaxgan.experiments import runner, translate
 
     f = flags.FLAGS
     if not f.input or not f.output:
@@ -267,7 +267,7 @@ def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
     if f.netG or f.norm or f.no_dropout is not None:
         raise ValueError("--netG / --norm / --no_dropout describe a --torch_checkpoint; a "
                          "workdir's checkpoint knows its model (see --show_config)")
-    state, step = translate.restore_latest(family, config, workdir)
+    state, step, _ = runner.restore_latest(family, config, workdir)
     n = translate.translate_folder(
         apply_factory(state, f), f.input, f.output,
         image_size=int(config.image_size) if f.preprocess == "square" else None,

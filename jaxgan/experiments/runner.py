@@ -519,8 +519,6 @@ def run(
         _say(f"{family.name}: {workdir} is already at num_steps={num_steps}; pass a larger "
              "--config.num_steps to continue it")
     step_fn = family.make_step(config, mesh, stage)
-    fresh = True  # step_fn not run yet (it compiles on its first call)
-    told = False  # said once that freed memory is not held (jaxgan.experiments.memory)
     sample_inputs = family.sample_inputs(config)
     writer = MetricWriter(workdir, step, enabled=is_chief)
 
@@ -561,6 +559,7 @@ def run(
     def all_finite() -> bool:
         return ok_flag is None or bool(jax.device_get(ok_flag))
 
+    steps = memory.StepMemory(say)  # JAXGAN_CPU_MALLOC=1 on the CPU: freed memory held
     try:
         with _Preemption() as preemption:
             while step < num_steps:
@@ -578,22 +577,10 @@ def run(
                             family.make_loader(config, stage, "train", True), 0)
                         position = 0
                         step_fn = family.make_step(config, mesh, stage)
-                        fresh = True
                         say(f"step {step}: growing to stage {stage}")
                 batch = parallel.shard_batch(next(iterator), mesh)
                 position += 1
-                if fresh:  # compiles: nothing held across it (jaxgan.experiments.memory)
-                    memory.hold_freed_memory(False)
-                state, metrics = step_fn(state, batch, step_key)
-                if fresh:
-                    jax.block_until_ready(metrics)
-                    # reuse the step's block from now on, where twice the peak fits
-                    if not memory.hold_freed_memory(True) and memory.enabled() and not told:
-                        say("memory: the step's freed memory is not held (twice the "
-                            "process's peak would not fit in memory): steps page-fault "
-                            "their temporaries afresh")
-                        told = True
-                    fresh = False
+                state, metrics = steps.run_step(step_fn, state, batch, step_key)
                 finite = metrics["finite"].astype(bool)
                 ok_flag = finite if ok_flag is None else ok_flag & finite
                 step += 1
@@ -615,14 +602,12 @@ def run(
                                      **{k: f"{scalars[k]:.3f}" for k in shown}})
                     window_t, window_images, window_steps = time.perf_counter(), 0, 0
                 if int(config.sample_every) and (step % int(config.sample_every) == 0 or last):
-                    memory.hold_freed_memory(False)  # other programs: released, as at compiles
-                    write_samples()
-                    fresh = True
+                    with steps.other_program():  # freed memory released, as at compiles
+                        write_samples()
                 if evaluate is not None and int(config.eval_every) and (
                         step % int(config.eval_every) == 0 or last):
-                    memory.hold_freed_memory(False)
-                    results = evaluate(config, state, step)
-                    fresh = True
+                    with steps.other_program():
+                        results = evaluate(config, state, step)
                     if results:
                         writer.write(step, {f"eval/{k}": v for k, v in results.items()})
                         say(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
@@ -736,7 +721,3 @@ def checkpoint_family(workdir: str) -> str:
     return str(found[1]["family"])
 
 
-def batches(loader: Any, key: str) -> Iterator[np.ndarray]:
-    """Iterate the ``key`` images of a loader's batches (for the evaluation hook)."""
-    for batch in loader:
-        yield batch[key]

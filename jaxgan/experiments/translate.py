@@ -10,18 +10,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from PIL import Image
 
 from jaxgan import data
-from jaxgan.experiments import runner
-
-
-def restore_latest(family: runner.Family, config: ml_collections.ConfigDict, workdir: str):
-    """(state, step) of the latest checkpoint in ``workdir`` (refusing another model's run)."""
-    state, step, _ = runner.restore_latest(family, config, workdir)
-    return state, step
 
 
 def check_output(output_dir: str) -> Path:
