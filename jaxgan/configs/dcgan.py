@@ -1,6 +1,6 @@
 """DCGAN CPU default: 32x32 handwritten digits (scikit-learn's, embedded), ngf = ndf = 32.
 
-    python -m jaxgan.experiments.dcgan            # ~2-4 minutes on a 2-core CPU
+    python -m jaxgan.experiments.dcgan            # a few minutes on a laptop CPU
 """
 
 from jaxgan.configs import add_run_fields

@@ -62,8 +62,8 @@ def gaussian_window_1d(size: int, sigma: float) -> np.ndarray:
 def _filter_valid(x: jax.Array, taps: np.ndarray) -> jax.Array:
     """Separable 'valid' correlation of NHWC ``x`` with ``outer(taps, taps)``, per channel.
 
-    Written as shifted slices: on XLA:CPU this is ~10x faster than a depthwise
-    ``conv_general_dilated`` (measured: 0.3 s vs 3.0 s CPU for 64 MS-SSIM pairs at 128x128).
+    Written as shifted slices, because XLA:CPU runs these several times faster than a
+    depthwise ``conv_general_dilated``.
     """
     k = len(taps)
     h, w = x.shape[1] - k + 1, x.shape[2] - k + 1

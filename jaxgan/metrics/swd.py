@@ -1,6 +1,7 @@
 """Sliced Wasserstein distance between two image sets, as PGGAN defines it (Karras et al. 2018).
 
-The procedure (see the SWD section of the project's REFERENCE.md):
+The procedure (PGGAN's reference code, ``metrics/sliced_wasserstein.py`` in
+tkarras/progressive_growing_of_gans):
 
 1. Images in [-1, 1] are mapped to [0, 255] (and, by default, rounded to integers like the uint8
    images PGGAN measured).
@@ -26,9 +27,9 @@ size; the directions of level ``l`` come from ``fold_in(key, l)`` of the distanc
 exposed (:func:`sample_centres`, :func:`sample_directions`) and the lower-level functions accept them
 explicitly.
 
-Implementation choice (measured on a 2-core x86 CPU): descriptor extraction is one jitted function
-per batch shape. For the distance, sorting dominates; on the CPU backend ``numpy``'s SIMD sort is ~8x
-faster than XLA:CPU's sort, so ``impl='auto'`` uses numpy there and a jitted JAX path on GPU/TPU.
+Implementation choice: descriptor extraction is one jitted function per batch shape. For the
+distance, sorting dominates; on the CPU backend ``numpy``'s SIMD sort is much faster than XLA:CPU's
+sort, so ``impl='auto'`` uses numpy there and a jitted JAX path on GPU/TPU.
 """
 from __future__ import annotations
 
@@ -328,7 +329,8 @@ class SWDAccumulator:
       num_per_image, patch_size, quantize: see :func:`batch_descriptors`.
 
     Memory: ``num_levels * num_images * num_per_image * C * patch_size**2 * 4`` bytes on the host
-    (4.6 GiB for 16,384 RGB images at 128x128, 2.3 GiB at 32x32; see METRICS_RESULTS.md).
+    (4.6 GiB for 16,384 RGB images at 128x128, 2.3 GiB at 32x32; see
+    ``experiments/bench/METRICS_RESULTS.md``).
     """
 
     def __init__(

@@ -95,10 +95,9 @@ def jit_init(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Cal
 
     Initialisation runs as one compiled program instead of op by op (on CPU the eager
     path compiles every primitive separately, which is far slower for a model init), and
-    with the non-partitionable threefry: XLA:CPU takes seconds to compile the partitionable
-    threefry for each 4-D kernel shape (measured: 3.4 s for a (4, 4, 8, 16) normal draw
-    against 0.5 s non-partitionable), and the state is replicated, so partitioned random
-    bits buy nothing. The initial state is a pure function of the key either way.
+    with the non-partitionable threefry, which XLA:CPU compiles much faster for 4-D kernel
+    shapes; the state is replicated, so partitioned random bits would buy nothing. The
+    initial state is a pure function of the key either way.
     """
     return _jit_init(fn, freeze(config), *args)
 
@@ -112,13 +111,12 @@ def scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformat
     afterwards (``where(finite, new, old)`` over optax's result), the parameter update
     recomputes the new moment from the old one inside its own fusion, so the old moments are
     read by two fusions, one of which overwrites them, and XLA copies every moment buffer
-    first (G's 435 MB in pix2pix256_b1). Guarded here, the direction
-    ``mu_hat / (sqrt(nu_hat) + eps)`` reads the selected moments, each old buffer is read
-    only by the fusion that overwrites it, and nothing is copied (as long as the result is
-    not selected a second time: :func:`commit_step`'s ``guarded``). 12 Adam leaves of 2-8M
-    floats on the 2-core CPU: 114 ms guarded afterwards, 64 ms guarded here, 99 ms undonated.
-    Op by op the results equal optax's bit for bit; compiled, XLA may fuse the two forms
-    differently (a last-place difference in one of DCGAN's 13 kernels after a step).
+    first. Guarded here, the direction ``mu_hat / (sqrt(nu_hat) + eps)`` reads the selected
+    moments, each old buffer is read only by the fusion that overwrites it, and nothing is
+    copied (as long as the result is not selected a second time: :func:`commit_step`'s
+    ``guarded``), so the donated moments are updated in place. Op by op the
+    results equal optax's bit for bit; compiled, XLA may fuse the two forms differently (a
+    last-place difference in one of DCGAN's 13 kernels after a step).
     """
     base = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
     tu = optax.tree_utils

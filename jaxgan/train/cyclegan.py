@@ -54,7 +54,7 @@ __all__ = [
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The reference defaults ([CG] in REFERENCE.md).
+    """The reference defaults ([CG]: junyanz/pytorch-CycleGAN-and-pix2pix's options).
 
     Fields:
       image_size (256), in_channels / out_channels (channels of domains A and B, 3 and 3),

@@ -42,7 +42,7 @@ __all__ = [
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The reference defaults ([DC] in REFERENCE.md).
+    """The reference defaults ([DC]: pytorch/examples' ``dcgan/main.py``).
 
     Fields:
       image_size: square image side R (the generator's output is [N, R, R, channels]).

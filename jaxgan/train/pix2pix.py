@@ -66,7 +66,7 @@ def image_to_image_config(*, generator: str, norm: str, use_dropout: bool,
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The reference defaults ([CG] in REFERENCE.md).
+    """The reference defaults ([CG]: junyanz/pytorch-CycleGAN-and-pix2pix's options).
 
     Fields:
       image_size: crop size S of the square training images (256).

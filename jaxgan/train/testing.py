@@ -80,8 +80,8 @@ def copied_donated_buffers(step: Any, *args: Any) -> list[str]:
 
     With donation an output reuses its input's buffer, but XLA copies the input first when
     something still reads the old value after the new one is written (as a guard that
-    selects between old and new Adam moments does). Each copy is a full pass over the
-    buffer: in the 2-core CPU's pix2pix256_b1 step, 435 MB of G's moments (RESULTS.md).
+    selects between old and new Adam moments does). Each copy is a full extra pass over the
+    buffer, so the train-step tests assert that none happens.
     Returns the copied parameters' HLO names (the argument's path, e.g.
     ``state_g_opt_state_0__mu__...``); scalars are ignored.
     """
