@@ -17,11 +17,12 @@ from jaxgan.configs import cyclegan as cyclegan_cfg
 from jaxgan.configs import dcgan as dcgan_cfg
 from jaxgan.configs import pggan as pggan_cfg
 from jaxgan.configs import pix2pix as pix2pix_cfg
-from jaxgan.experiments import cli, memory, runner, translate
+from jaxgan.experiments import cli, runner, translate
 from jaxgan.experiments import cyclegan as cyclegan_exp
 from jaxgan.experiments import dcgan as dcgan_exp
 from jaxgan.experiments import pggan as pggan_exp
 from jaxgan.experiments import pix2pix as pix2pix_exp
+from jaxgan.train import pggan as pggan_train
 
 
 def interrupting(family, at_steps, signum=signal.SIGTERM):
@@ -87,7 +88,7 @@ def test_dcgan_sigterm_then_resume_is_bit_identical(tmp_path):
 
 def test_pggan_resume_across_stage_boundary_is_bit_identical(tmp_path):
     c = tiny_pggan()
-    assert pggan_exp.stage_start_step(c, 1) == 2  # stage 1 begins at step 2
+    assert pggan_train.stage_start_step(c, 1) == 2  # stage 1 begins at step 2
     full = pggan_exp.train_and_evaluate(c, str(tmp_path / "full"))
     assert full.stage == 1
     wd = str(tmp_path / "resumed")
@@ -228,92 +229,6 @@ def test_cli_reports_unknown_field_without_traceback():
     assert "Traceback" not in out.stderr
 
 
-_FAULTS_SCRIPT = """
-import resource, sys
-import jax, jax.numpy as jnp
-import jaxgan.experiments.dcgan  # the entry point's imports first, as under python -m
-from jaxgan.experiments import memory
-enabled = memory.keep_freed_memory()
-f = jax.jit(lambda x, w: jnp.sum(jnp.tanh(x @ w) @ w.T))  # a 64 MiB temporary
-x, w = jnp.ones((4096, 256)), jnp.ones((256, 4096))
-def faults():
-    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    f(x, w).block_until_ready()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
-f(x, w).block_until_ready()  # compiled and run once, as the runner holds
-before = faults()
-memory.hold_freed_memory(True)
-f(x, w).block_until_ready()
-held = faults()
-memory.hold_freed_memory(False)
-released = faults()
-print(enabled, before, held, released)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt only")
-def test_held_freed_memory_stops_per_step_page_faults():
-    def run(keep: str) -> list[str]:
-        env = {**os.environ, "JAXGAN_KEEP_FREED_MEMORY": keep}
-        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True,
-                             text=True, timeout=120, check=True)
-        return out.stdout.split()[-4:]
-
-    pages = 64 * 2**20 // 4096
-    # Off: the 64 MiB temporary is mapped afresh and faulted page by page on every call,
-    # and holding is a no-op.
-    enabled, before, held, released = run("0")
-    assert enabled == "False" and min(int(before), int(held), int(released)) >= pages
-    # On: held, the block freed by the last call is reused; released, it is mapped again.
-    enabled, before, held, released = run("1")
-    assert enabled == "True" and int(before) >= pages and int(held) < 1000
-    assert int(released) >= pages
-
-
-_FRAGMENTS_SCRIPT = """
-import ctypes
-from jaxgan.experiments import memory
-assert memory.keep_freed_memory()
-libc = ctypes.CDLL(None)
-libc.malloc.argtypes, libc.malloc.restype = (ctypes.c_size_t,), ctypes.c_void_p
-libc.free.argtypes = (ctypes.c_void_p,)
-# a compiler's leftovers: 3000 free chunks of 1.5-60 KB, each between two that stay
-chunks = [libc.malloc(1500 + 10 * i) for i in range(6000)]  # in a row, from the heap's top
-for chunk in chunks[::2]:
-    libc.free(chunk)
-libc.free(libc.malloc(1 << 16))  # sorts the freed chunks into their bins
-def large():  # free chunks in glibc's large bins (searched best-fit), up to 4 MiB
-    return sum(c for size, c in memory.parkable_chunks())
-before = large()
-memory.hold_freed_memory(True)
-held, parked = large(), len(memory._parked)
-memory.hold_freed_memory(False)
-libc.free(libc.malloc(1 << 16))  # sorts the chunks freed on release into their bins
-print(before, held, parked, large(), len(memory._parked))
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_info only")
-def test_held_memory_parks_the_heaps_fragments_and_frees_them_on_release():
-    env = {**os.environ, "JAXGAN_KEEP_FREED_MEMORY": "1"}
-    out = subprocess.run([sys.executable, "-c", _FRAGMENTS_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
-    before, held, parked, released, left = map(int, out.stdout.split()[-5:])
-    # Held: the fragments are allocated and kept, out of the bins every allocation searches.
-    assert before >= 3000 and held < 50 and parked >= 3000
-    # Released: freed again (before the trim), none kept.
-    assert released >= 3000 and left == 0
-
-
-def test_freed_memory_is_held_only_where_twice_the_peak_fits():
-    gib = 2**30
-    # PGGAN 128 at batch 16 on the 24 GiB machine: a 14.1 GB peak; held, its heap took a
-    # second 11 GiB block and the process was killed.
-    assert not memory.safe_to_hold(14 * gib, 3 * gib, 20 * gib)
-    assert memory.safe_to_hold(int(1.4 * gib), 1 * gib, 23 * gib)  # DCGAN 64
-    assert memory.safe_to_hold(None, 1, 1)  # no /proc: as before
-
-
 def test_pix2pix_runs_and_translates_a_folder(tmp_path):
     c = pix2pix_cfg.get_config()
     c.image_size, c.batch_size = 32, 2
@@ -360,7 +275,7 @@ def test_default_configs_match_the_issue():
         assert c.num_steps > 0 and "seed" in c
     c = pggan_cfg.get_config()
     assert c.resolution >= 32  # grows through 4 -> 8 -> 16 -> 32
-    assert c.num_steps == pggan_exp.steps_to_kimg(c, c.schedule.total_kimg)
+    assert c.num_steps == pggan_train.steps_to_kimg(c, c.schedule.total_kimg)
 
 
 def test_eval_hook_logs_metrics_and_evaluate_command(tmp_path):

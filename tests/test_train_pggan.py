@@ -125,9 +125,8 @@ def test_fade_runs_without_retracing_and_updates_the_ema():
     assert alphas == [0.5, 0.75, 1.0, 1.0]
     assert int(state.stage_images) == 16 + 4 * N and int(state.step) == 4
     # stage 1 is the last: it never grows; stage 0 grows after its 32 stable images
-    assert not pggan.should_grow(CONFIG, state.replace(stage_images=jnp.asarray(10**6)))
-    assert not pggan.should_grow(CONFIG, state.replace(stage=0, stage_images=jnp.asarray(31)))
-    assert pggan.should_grow(CONFIG, state.replace(stage=0, stage_images=jnp.asarray(32)))
+    assert pggan.stage_steps(CONFIG, 1) is None
+    assert pggan.stage_start_step(CONFIG, 1) == -(-32 // pggan.stage_batch_size(CONFIG, 0))
 
 
 def test_bit_identical_and_key_dependent():

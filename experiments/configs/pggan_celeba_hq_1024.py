@@ -18,8 +18,8 @@ TPU v3-8. Every stage compiles once; checkpoints every 5,000 steps; SIGTERM-safe
 """
 
 from jaxgan.configs import add_run_fields
-from jaxgan.experiments.pggan import steps_to_kimg
 from jaxgan.train import pggan
+from jaxgan.train.pggan import steps_to_kimg
 
 
 def get_config():

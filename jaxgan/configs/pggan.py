@@ -3,7 +3,7 @@
 except the generator EMA: 0.99 per step instead of 0.999, because a run of ~2,000 steps is
 too short for a 0.999 average to forget its random initialisation (0.999**600 = 0.55).
 
-    python -m jaxgan.experiments.pggan            # several minutes on a 2-core CPU
+    python -m jaxgan.experiments.pggan            # several minutes on a laptop CPU
 """
 
 from jaxgan.configs import add_run_fields
@@ -30,6 +30,6 @@ def get_config():
 
 def pggan_steps(c) -> int:
     """Steps to reach ``schedule.total_kimg`` with the per-stage batch sizes."""
-    from jaxgan.experiments.pggan import steps_to_kimg
+    from jaxgan.train.pggan import steps_to_kimg
 
     return steps_to_kimg(c, c.schedule.total_kimg)

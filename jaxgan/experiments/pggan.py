@@ -13,8 +13,6 @@ Samples (``samples/step_*.png``) come from the EMA generator on a fixed latent.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,35 +20,6 @@ import ml_collections
 from jaxgan import parallel
 from jaxgan.experiments import _shared, cli, runner
 from jaxgan.train import pggan as T
-
-
-def stage_steps(config: ml_collections.ConfigDict, stage: int) -> int | None:
-    """Steps spent at ``stage`` before growing (None for the last stage)."""
-    images = T.stage_images(config, stage)
-    if images is None:
-        return None
-    return math.ceil(images / T.stage_batch_size(config, stage))
-
-
-def stage_start_step(config: ml_collections.ConfigDict, stage: int) -> int:
-    """The global step at which ``stage`` begins."""
-    return sum(stage_steps(config, s) for s in range(stage))
-
-
-def steps_to_kimg(config: ml_collections.ConfigDict, kimg: float) -> int:
-    """Steps to show ``kimg`` thousand images under the growth schedule."""
-    remaining = kimg * 1000.0
-    steps = 0
-    for stage in range(T.num_stages(config)):
-        batch = T.stage_batch_size(config, stage)
-        limit = T.stage_images(config, stage)
-        take = remaining if limit is None else min(remaining, limit)
-        n = math.ceil(take / batch)
-        steps += n
-        remaining -= n * batch
-        if remaining <= 0:
-            break
-    return steps
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
@@ -66,7 +35,7 @@ def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collection
 
 def _grow(config, state, step):
     stage = state.stage
-    if stage + 1 >= T.num_stages(config) or step < stage_start_step(config, stage + 1):
+    if stage + 1 >= T.num_stages(config) or step < T.stage_start_step(config, stage + 1):
         return None
     return T.grow(stage_config(config, stage + 1), state)
 
@@ -105,7 +74,7 @@ def family() -> runner.Family:
         sample_fn=_sample_fn,
         stage_of=lambda state: int(state.stage),
         grow=_grow,
-        stage_start=stage_start_step,
+        stage_start=T.stage_start_step,
         stage_name=lambda stage: (f"stage {stage} ({T.stage_resolution(stage)}x"
                                   f"{T.stage_resolution(stage)}, schedule.batch_size_per_stage)"),
         batch_sizes=lambda config: [T.stage_batch_size(config, s)

@@ -31,6 +31,8 @@ import ml_collections
 from flax import struct
 
 from jaxgan import losses, parallel
+from jaxgan.models.pggan import num_stages as model_num_stages
+from jaxgan.models.pggan import stage_resolution
 from jaxgan.train import common
 
 __all__ = [
@@ -44,16 +46,18 @@ __all__ = [
     "grow",
     "make_train_step",
     "num_stages",
-    "should_grow",
     "stage_batch_size",
     "stage_images",
     "stage_resolution",
+    "stage_start_step",
+    "stage_steps",
+    "steps_to_kimg",
     "train_step",
 ]
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The reference defaults ([PG] in REFERENCE.md).
+    """The reference defaults ([PG]: tkarras/progressive_growing_of_gans's config).
 
     Fields:
       resolution: final image side (1024; a power of two >= 4). channels (3).
@@ -110,15 +114,7 @@ class PGGANState(struct.PyTreeNode):
 
 def num_stages(config: ml_collections.ConfigDict) -> int:
     """Stages from 4x4 to ``config.resolution`` (9 for 1024)."""
-    r = int(config.resolution)
-    if r < 4 or r & (r - 1):
-        raise ValueError(f"pggan: resolution must be a power of two >= 4; got {r}")
-    return int(math.log2(r)) - 1
-
-
-def stage_resolution(stage: int) -> int:
-    """Image side at ``stage``: ``4 * 2**stage``."""
-    return 4 * 2 ** stage
+    return model_num_stages(int(config.resolution))
 
 
 def _check_stage(config, stage: int) -> None:
@@ -160,10 +156,34 @@ def alpha(config: ml_collections.ConfigDict, stage: int, images_in_stage: jax.Ar
     return jnp.clip(jnp.asarray(images_in_stage, jnp.float32) / fade, 0.0, 1.0)
 
 
-def should_grow(config: ml_collections.ConfigDict, state: PGGANState) -> bool:
-    """Host-side: has the current stage seen its images (and is there a next stage)?"""
-    limit = stage_images(config, state.stage)
-    return limit is not None and int(state.stage_images) >= limit
+def stage_steps(config: ml_collections.ConfigDict, stage: int) -> int | None:
+    """Steps spent at ``stage`` before growing (None for the last stage): the run's growth
+    clock, in steps so that it is a function of the config alone."""
+    images = stage_images(config, stage)
+    if images is None:
+        return None
+    return math.ceil(images / stage_batch_size(config, stage))
+
+
+def stage_start_step(config: ml_collections.ConfigDict, stage: int) -> int:
+    """The global step at which ``stage`` begins."""
+    return sum(stage_steps(config, s) for s in range(stage))
+
+
+def steps_to_kimg(config: ml_collections.ConfigDict, kimg: float) -> int:
+    """Steps to show ``kimg`` thousand images under the growth schedule."""
+    remaining = kimg * 1000.0
+    steps = 0
+    for stage in range(num_stages(config)):
+        batch = stage_batch_size(config, stage)
+        limit = stage_images(config, stage)
+        take = remaining if limit is None else min(remaining, limit)
+        n = math.ceil(take / batch)
+        steps += n
+        remaining -= n * batch
+        if remaining <= 0:
+            break
+    return steps
 
 
 def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
