@@ -17,11 +17,13 @@ GFLOP/s against this machine's measured f32 matmul peak, and the line
 
     ratio <workload> <jaxgan img/s / torch img/s>
 
-The processes run as the entry points do: glibc told to keep freed memory for reuse
-(``jaxgan.experiments.memory``), in the PyTorch processes too, so both
-frameworks run with the same allocator settings; ``--malloc default`` leaves glibc's
-defaults for both. (In one shared process the heap that one framework kept would crowd the
-other: PGGAN 128 reached 24.3 GB and PyTorch's step slowed 2x.)
+On a CPU-only run (jaxgan's backend and PyTorch's device both the CPU) the timing
+processes run as CPU training is meant to: with ``JAXGAN_CPU_MALLOC=1`` in their
+environment, glibc told to keep freed memory for reuse (``jaxgan.experiments.memory``), in
+the PyTorch processes too, so both frameworks run with the same allocator settings;
+``--malloc default``, or a GPU, leaves glibc's defaults for both. The header says which.
+(In one shared process the heap that one framework kept would crowd the other: PGGAN 128
+reached 24.3 GB and PyTorch's step slowed 2x.)
 
 Needs PyTorch (``pip install -e ".[bench]"``). Results: experiments/bench/RESULTS.md.
 """
@@ -331,8 +333,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="persistent XLA compilation cache directory: a second run reports "
                     "the warm-cache compile time")
     ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                    help="keep (as the entry points): glibc keeps freed memory, in both "
-                    "frameworks' processes; default: glibc's defaults for both")
+                    help="keep (JAXGAN_CPU_MALLOC=1, on a CPU-only run): glibc keeps freed "
+                    "memory, in both frameworks' processes; default: glibc's defaults for both")
     ap.add_argument("--rounds", type=int, default=1,
                     help="fresh processes per framework and workload, alternating jaxgan and "
                     "PyTorch (each round's first framework swaps): the step time is the median "
@@ -344,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-torch", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    kept = args.malloc == "keep" and memory.keep_freed_memory()  # before jax, torch threads
+    if args.child and args.malloc == "keep":  # the parent's JAXGAN_CPU_MALLOC=1, if set
+        memory.enable_if_requested()  # before jax's and torch's threads
     if args.compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -364,11 +367,18 @@ def main(argv: list[str] | None = None) -> None:
     args.child_env = dict(os.environ)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     torch = None if args.no_torch else require_torch()
+    # the allocator tuning only where it helps: a CPU-only run (jaxgan.experiments.memory)
+    kept = args.malloc == "keep" and jax.default_backend() == "cpu" and (
+        torch is None or torch_models().device() == "cpu")
+    if kept:
+        args.child_env[memory.ENV] = "1"
+    else:
+        args.child_env.pop(memory.ENV, None)
 
     print(machine_line())
-    print("# each framework times each workload in a fresh process; malloc: "
-          + ("glibc keeps freed memory (both, as the entry points)" if kept
-             else "glibc defaults (both)"))
+    print("# each framework times each workload in a fresh process; allocator: "
+          + (f"jaxgan {memory.ENV}=1 (one malloc arena, freed memory held once a step ran), "
+             "torch the same" if kept else "jaxgan and torch glibc defaults"))
     if torch is not None:
         amp = "bfloat16 autocast" if args.dtype == "bfloat16" else "float32"
         where = ("CUDA, channels_last, TF32" if torch_models().device() == "cuda"

@@ -1,7 +1,8 @@
 """The thin ``main`` shared by the entry points: absl flags, ``--config`` files with
 ``--config.<field>=<value>`` overrides (checked against the config, listing valid fields),
-``--workdir``, multi-host initialisation, the persistent compilation cache, and glibc told to
-keep the train step's freed memory for reuse (:mod:`jaxgan.experiments.memory`)."""
+``--workdir``, multi-host initialisation, the persistent compilation cache, and, with
+``JAXGAN_CPU_MALLOC=1`` (CPU-only training), glibc told to keep the train step's freed memory
+for reuse (:mod:`jaxgan.experiments.memory`)."""
 
 from __future__ import annotations
 
@@ -244,7 +245,7 @@ def run_main(
     ``other_modes`` maps extra ``--mode`` values (e.g. "translate") to functions of
     (config, workdir).
     """
-    memory.keep_freed_memory()  # before jax starts its threads
+    memory.enable_if_requested()  # JAXGAN_CPU_MALLOC=1: before jax starts its threads
     from absl import app, flags
     from ml_collections import config_flags
 
@@ -285,6 +286,7 @@ def run_main(
     if any(a in ("-h", "-?", "--help", "--helpshort") for a in argv):  # absl's exits 1
         print((sys.modules["__main__"].__doc__ or "").strip() + "\n")
         print(flags.FLAGS.main_module_help())
+        print("\n" + memory.HELP)
         sys.exit(0)
 
     def main(_argv):

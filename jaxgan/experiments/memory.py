@@ -1,40 +1,40 @@
-"""glibc's malloc told to keep the train step's freed memory for reuse, in steady state only.
+"""Opt-in glibc malloc tuning for CPU-only training: the train step's freed memory kept for
+reuse, in steady state only.
 
-XLA:CPU allocates each step's temporaries as one block (384 MB for the DCGAN 64 step at
-batch 64), which glibc serves by ``mmap`` and unmaps when it is freed: every step
-page-faults and zeroes it afresh (~98,000 minor faults and 0.2 s of system time per DCGAN
-step on the 2-core CPU; the Winograd layers' memory passes ran at 2-3 GB/s). Holding freed
-memory (no ``mmap`` for big blocks, no trimming) makes the next step reuse the block: no
-faults; dcgan64 1.10 -> 0.99 s, pix2pix at batch 1 0.98 -> 0.86 s (experiments/bench/
-RESULTS.md).
+``JAXGAN_CPU_MALLOC=1`` turns it on (Linux, glibc; off by default), for processes that train
+on the CPU: set it before the entry point starts, as it must take effect before jax starts
+its threads, which is before jax can say which backend it runs on.
 
-Held across a compile, though, the compiler's freed memory stays in the heap beside the new
-program's block: PGGAN 128x128 at batch 16 (an 11 GiB block) was killed at 24 GB. So the
-runner holds only once a program has run (``hold_freed_memory(True)`` after its first
-step) and releases before the next compile (``hold_freed_memory(False)``: glibc's defaults
-again, and what is free goes back to the OS). And it holds only where the process could
-grow to twice its peak (a held heap can take a second block; PGGAN 128 is not held).
+Why: XLA:CPU allocates each step's temporaries as one big block, which glibc serves by
+``mmap`` and unmaps when it is freed, so every step page-faults and zeroes it afresh. Held
+freed memory (no ``mmap`` for big blocks, no trimming) lets the next step reuse the block.
+Held across a compile, though, the compiler's freed memory would stay beside the new
+program's block, so :class:`StepMemory` (the runner's one hook) holds only once a compiled
+step has run, releases before any other program (a compile, sample grid or evaluation), and
+holds only where the process could grow to twice its peak (a held heap can take a second
+block). While held, the compile's heap fragments are parked (:func:`park_fragments`) so that
+the step's allocations do not search them.
 
-While held, the compiler's freed memory is parked (:func:`park_fragments`): the compile
-leaves the one arena cut into ~47,000 free chunks between allocations that stay (for the
-DCGAN step; 36,800 of them 1 KiB to 1.4 MiB, 0.57 GB). Every allocation in glibc's large
-bins then walks them best-fit, under the arena's lock, and the step's matmul workspaces
-(Eigen's and oneDNN's, per call and per block) took 3.4% of the CPU samples in
-``_int_malloc`` and waited on the lock besides. Allocated and kept while held, they are out
-of the bins (their pages were resident already); released, they are freed before the trim.
-dcgan64 0.857 -> 0.787 s per step on average over six alternating fresh-process pairs,
-every pair faster (experiments/bench/RESULTS.md).
-
-Process-wide and glibc-only (Linux); the entry points call :func:`keep_freed_memory` first
-thing; ``JAXGAN_KEEP_FREED_MEMORY=0`` turns it all off.
+On a TPU or GPU backend none of this helps (the step's memory is the device's) and one arena
+serialises the host threads (data loading, async checkpointing, the runtime's own), so
+:class:`StepMemory` keeps holding off there even when asked; the one arena set at startup
+cannot be undone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+ENV = "JAXGAN_CPU_MALLOC"
+HELP = (f"Environment: {ENV}=1 tunes glibc's malloc for CPU-only training (one arena, the "
+        "step's freed memory kept for reuse; jaxgan.experiments.memory); off by default, and "
+        "nothing is held on a TPU or GPU backend.")
 
 # mallopt(3) parameters (glibc's malloc.h) and glibc's initial values (a trim threshold set
 # explicitly no longer adapts to the block sizes freed, as glibc's own does).
@@ -48,18 +48,31 @@ _PARK_PASSES = 4  # a chunk larger than asked for is split, its remainder freed:
 _CHUNK_OVERHEAD = 16  # malloc(n) takes a chunk of (n + 8) rounded up to 16 bytes
 
 _libc = None
+_held = False
 _parked: list[int] = []
+
+
+def requested() -> bool:
+    """Whether this process opted in: ``JAXGAN_CPU_MALLOC=1``."""
+    return os.environ.get(ENV, "") == "1"
+
+
+def enable_if_requested() -> bool:
+    """The entry points' call, before jax starts its threads: :func:`keep_freed_memory` if
+    :func:`requested`, else nothing (glibc's defaults). Returns whether it is enabled."""
+    return requested() and keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
     """Enable :func:`hold_freed_memory` for this process: one malloc arena for all threads.
 
-    Call it before jax starts its threads (they would take arenas of their own, which
-    ``mmap`` big blocks whatever the settings). Returns whether it is enabled (False off
-    glibc, e.g. macOS, or with ``JAXGAN_KEEP_FREED_MEMORY=0``).
+    Unconditional (the benches call it for their ``--malloc keep``; the entry points go
+    through :func:`enable_if_requested`). Call it before jax starts its threads: they would
+    take arenas of their own, which ``mmap`` big blocks whatever the settings. Returns
+    whether it is enabled (False off glibc, e.g. macOS or musl).
     """
     global _libc
-    if os.environ.get("JAXGAN_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -86,20 +99,79 @@ def enabled() -> bool:
     return _libc is not None
 
 
+def disable() -> None:
+    """Holding off for the rest of the process (released first if held); the one arena
+    stays, as glibc cannot take it back."""
+    global _libc
+    if _held:
+        hold_freed_memory(False)
+    _libc = None
+
+
+class StepMemory:
+    """The training loop's one hook into this module, made once jax is up.
+
+    ``run_step(step_fn, *args)`` calls the compiled step: on a step function's first call
+    (it compiles) and on the first call after :meth:`other_program`, freed memory is
+    released before it and held once its results are ready; otherwise it only calls it.
+    ``with other_program():`` wraps anything else that runs (sample grids, evaluations): it
+    releases freed memory first. Not enabled (no opt-in, or not glibc), everything here is a
+    plain call; enabled on a non-CPU backend, it turns holding off (:func:`disable`) and
+    says so. ``say`` reports (once) where holding was refused.
+    """
+
+    def __init__(self, say: Callable[[str], Any] | None = None, backend: str | None = None):
+        self._say = say or (lambda line: None)
+        self._last: Any = None  # the step function that ran last, while held or refused
+        self._told = False
+        if enabled():
+            import jax
+
+            backend = backend or jax.default_backend()
+            if backend != "cpu":
+                disable()
+                self._say(f"memory: {ENV}=1 is for CPU-only training; on the {backend} backend "
+                          "freed memory is not held (the one malloc arena stays)")
+        self._on = enabled()
+
+    def run_step(self, step_fn: Callable[..., Any], *args: Any) -> Any:
+        if not self._on or step_fn is self._last:
+            return step_fn(*args)
+        hold_freed_memory(False)  # it compiles, or follows another program: nothing held
+        out = step_fn(*args)
+        import jax
+
+        jax.block_until_ready(out)
+        self._last = step_fn
+        if not hold_freed_memory(True) and not self._told:  # reuse its block from now on
+            self._say("memory: the step's freed memory is not held (twice the process's "
+                      "peak would not fit in memory): steps page-fault their temporaries "
+                      "afresh")
+            self._told = True
+        return out
+
+    @contextlib.contextmanager
+    def other_program(self) -> Iterator[None]:
+        if self._on:
+            hold_freed_memory(False)
+            self._last = None  # the next step holds again once it ran
+        yield
+
+
 def hold_freed_memory(hold: bool) -> bool:
     """``True``: keep freed memory for reuse (no ``mmap`` for big blocks, no trimming) and
     park the heap's fragments (:func:`park_fragments`), for a program that has run once.
     ``False``: the fragments freed, glibc's initial values (``mmap`` for big blocks, a fixed
-    128 KiB trim threshold), and free memory returned to the OS (``malloc_trim``), before
-    compiling another program. No-op unless :func:`keep_freed_memory` enabled it.
+    trim threshold), and free memory returned to the OS (``malloc_trim``), before another
+    program runs. No-op unless :func:`keep_freed_memory` enabled it; returns whether freed
+    memory is now held.
 
-    Holding is skipped unless the process could grow to twice its peak resident set since
-    the last release (:func:`safe_to_hold`). Held, the heap can take a second temporary
-    block beside the first: XLA frees a step's block on its own thread after the results
-    are ready, so the next step may allocate before it. The DCGAN step's heap grew by one
-    more 410 MB block at its sixth call; PGGAN 128's by its 11 GiB block, which killed it on
-    the 24 GiB machine. Returns whether freed memory is now held.
+    Holding is skipped unless the process could grow to twice its peak (:func:`safe_to_hold`):
+    XLA frees a step's block on its own thread after the results are ready, so a held heap
+    can take the next step's block beside the last one. The peak is the process's so far
+    (``VmHWM``, only read), an upper bound of the step's own, so at worst it holds less often.
     """
+    global _held
     if _libc is None:
         return False
     if hold:
@@ -111,16 +183,13 @@ def hold_freed_memory(hold: bool) -> bool:
         _libc.mallopt(_M_TRIM_THRESHOLD, -1)  # -1: never trim (mallopt(3))
         if not _parked:
             park_fragments()
+        _held = True
         return True
+    _held = False
     unpark_fragments()
     _libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
     _libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
     _libc.malloc_trim(0)
-    try:  # restart the peak resident set ("5": reset VmHWM, proc(5)) for the next check
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
     return False
 
 
@@ -157,12 +226,14 @@ def parkable_chunks() -> list[tuple[int, int]]:
 
 def park_fragments() -> int:
     """Allocate and keep the main arena's free chunks of 1 KiB to 4 MiB (glibc's large bins),
-    so that allocations no longer search them; returns how many are parked in all.
-    :func:`hold_freed_memory` parks while held and frees them (:func:`unpark_fragments`) on
-    release. Each chunk is asked for at its bin's smallest size; a larger one is split and
-    its remainder parked in a later pass (as are chunks that were in the unsorted bin: the
-    unsorted bin mixes sizes, and asking for its count at its smallest size could split a
-    step's big block)."""
+    so that allocations no longer search them under the arena's lock; returns how many are
+    parked in all. A compile leaves the one arena cut into many such chunks between
+    allocations that stay, and their pages are resident already.
+
+    Each chunk is asked for at its bin's smallest size; a larger one is split and its
+    remainder parked in a later pass (as are chunks that were in the unsorted bin, which
+    mixes sizes: asking for its count at its smallest size could split a step's big block).
+    :func:`hold_freed_memory` frees them again on release (:func:`unpark_fragments`)."""
     if _libc is None:
         return 0
     for _ in range(_PARK_PASSES):
@@ -186,10 +257,8 @@ def unpark_fragments() -> None:
 
 
 def safe_to_hold(peak: int | None, resident: int | None, available: int | None) -> bool:
-    """Whether the process (``peak`` resident bytes since the last release, ``resident``
-    now) could grow to twice its peak within ``resident + available`` bytes. Unknown values
-    (no /proc) count as safe. PGGAN 128 at batch 16 on 24 GiB: a 14.1 GB peak, not held;
-    DCGAN's 1.4 GB and pix2pix's 2.3-3.5 GB are."""
+    """Whether the process (``peak`` resident bytes, ``resident`` now) could grow to twice its
+    peak within ``resident + available`` bytes. Unknown values (no /proc) count as safe."""
     if peak is None or resident is None or available is None:
         return True
     return 2 * peak <= resident + available
