@@ -40,7 +40,6 @@ __all__ = [
     "load_torch_variables",
     "mixed_precision",
     "optimizer_count",
-    "scale_by_adam",
     "tree_all_finite",
 ]
 
@@ -102,69 +101,32 @@ def jit_init(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Cal
     return _jit_init(fn, freeze(config), *args)
 
 
-def scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformationExtraArgs:
-    """``optax.scale_by_adam`` (the same state, the same operations in the same order) whose
-    ``update`` also takes ``finite``, a bool scalar: where it is False the moments and count
-    come back unchanged and the updates are zeros.
-
-    Why: a step's state is donated, so each new moment is written over the old one. Guarded
-    afterwards (``where(finite, new, old)`` over optax's result), the parameter update
-    recomputes the new moment from the old one inside its own fusion, so the old moments are
-    read by two fusions, one of which overwrites them, and XLA copies every moment buffer
-    first. Guarded here, the direction ``mu_hat / (sqrt(nu_hat) + eps)`` reads the selected
-    moments, each old buffer is read only by the fusion that overwrites it, and nothing is
-    copied (as long as the result is not selected a second time: :func:`commit_step`'s
-    ``guarded``), so the donated moments are updated in place. Op by op the
-    results equal optax's bit for bit; compiled, XLA may fuse the two forms differently (a
-    last-place difference in one of DCGAN's 13 kernels after a step).
-    """
-    base = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
-    tu = optax.tree_utils
-
-    def update(updates, state, params=None, *, finite=None, **extra_args):
-        del params, extra_args
-        mu = tu.tree_update_moment(updates, state.mu, b1, 1)
-        nu = tu.tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
-        count = optax.safe_increment(state.count)
-        if finite is not None:
-            mu, nu, count = guard_finite(finite, (mu, nu, count),
-                                         (state.mu, state.nu, state.count))
-        mu_hat = tu.tree_bias_correction(mu, b1, count)
-        nu_hat = tu.tree_bias_correction(nu, b2, count)
-        out = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + 0.0) + eps), mu_hat, nu_hat)
-        if finite is not None:
-            out = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), out)
-        return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-    return optax.GradientTransformationExtraArgs(base.init, update)
-
-
-def _state_guarded(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-    """``inner`` whose update also takes ``finite``: where False its state comes back
-    unchanged (the schedule's count in :func:`adam`; its updates are Adam's zeros times the
-    rate then)."""
-    inner = optax.with_extra_args_support(inner)
-
-    def update(updates, state, params=None, *, finite=None, **extra_args):
-        updates, new_state = inner.update(updates, state, params, **extra_args)
-        if finite is not None:
-            new_state = guard_finite(finite, new_state, state)
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(inner.init, update)
-
-
 def adam(opt: ml_collections.ConfigDict, learning_rate: float | optax.Schedule | None = None
-         ) -> optax.GradientTransformationExtraArgs:
-    """Adam from an optimizer config (fields ``learning_rate, b1, b2, eps``).
-
-    ``optax.adam``'s chain and state, with :func:`scale_by_adam` in it, so that
-    :func:`apply_optimizer` can take the step's ``finite`` flag. ``learning_rate`` overrides
-    ``opt.learning_rate`` (e.g. with a schedule).
-    """
+         ) -> optax.GradientTransformation:
+    """``optax.adam`` from an optimizer config (fields ``learning_rate, b1, b2, eps``);
+    ``learning_rate`` overrides ``opt.learning_rate`` (e.g. with a schedule)."""
     lr = opt.learning_rate if learning_rate is None else learning_rate
-    return optax.chain(scale_by_adam(opt.b1, opt.b2, opt.eps),
-                       _state_guarded(optax.scale_by_learning_rate(lr)))
+    return optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+
+
+def make_train_step(train_step: Callable, config: ml_collections.ConfigDict,
+                    mesh: jax.sharding.Mesh | None = None, *, jit: bool = True,
+                    donate: bool = True, compiler_options: dict | None = None) -> Callable:
+    """``step(state, batch, key) -> (state, metrics)``: a family's pure
+    ``train_step(config, state, batch, key)`` bound to ``config``.
+
+    ``jit=False`` gives the pure Python function (for tests/debugging). With ``jit`` it is
+    compiled, the state donated (``donate``), and with a ``mesh`` the batch is sharded over
+    ``'data'`` and the state and key replicated (:func:`jaxgan.parallel.jit_step`, which
+    also takes ``compiler_options`` for XLA). Equal configs share one traced function
+    (:func:`bind_config`), so jax reuses its compilations across calls.
+    """
+    from jaxgan import parallel
+
+    step = bind_config(train_step, config)
+    if not jit:
+        return step
+    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
 
 
 def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps: int
@@ -190,26 +152,16 @@ def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply_optimizer(tx, grads, opt_state, params, finite):
-    extra = {} if finite is None else {"finite": finite}
-    updates, opt_state = tx.update(grads, opt_state, params, **extra)
-    return optax.apply_updates(params, updates), opt_state
-
-
 def apply_optimizer(tx: optax.GradientTransformation, grads: PyTree, opt_state: PyTree,
-                    params: PyTree, finite: jax.Array | None = None) -> tuple[PyTree, PyTree]:
+                    params: PyTree) -> tuple[PyTree, PyTree]:
     """One optimizer step: ``(new params, new opt_state)``.
 
-    ``finite`` (bool scalar; ``tx`` from :func:`adam`): where False, params and optimizer
-    state come back unchanged (bit for bit: the update is ``-0.0``). Pass it when it is
-    known before the update and name the fields in :func:`commit_step`'s ``guarded``: with
-    the state donated, each buffer is then updated in place (see :func:`scale_by_adam`).
-
-    Wrapped in its own ``jit`` (``tx`` static, so pass the same object each time, e.g. from
-    a per-config cache): inlined when the step is jitted, and a single compiled program
-    instead of a dozen per parameter shape when the step runs op by op.
+    Jitted with ``tx`` static (pass the same object each time, e.g. from a per-config cache),
+    so that a step run op by op (debugging, the eager-vs-jit tests) compiles one program here
+    instead of one per parameter shape; inside a jitted step it is inlined.
     """
-    return _apply_optimizer(tx, grads, opt_state, params, finite)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def optimizer_count(opt_state: PyTree) -> jax.Array:
@@ -425,26 +377,22 @@ def guard_finite(finite: jax.Array, new: PyTree, old: PyTree) -> PyTree:
 
 
 def commit_step(old: PyTree, new: PyTree, metrics: dict[str, jax.Array], finite: jax.Array,
-                guarded: Sequence[str] = (), **advance: Any) -> tuple[PyTree, dict[str, jax.Array]]:
+                **advance: Any) -> tuple[PyTree, dict[str, jax.Array]]:
     """The steps' non-finite policy, in one place.
 
     ``finite`` = every loss and every gradient of the step is finite
     (``tree_all_finite((losses, grads))``). The returned state is ``new`` when finite, else
-    ``old``; either way ``step`` advances by one and the fields in ``advance`` (e.g. PGGAN's
-    ``stage_images``) take their given values. The fields named in ``guarded`` are taken
-    from ``new`` as they are: :func:`apply_optimizer` already kept them (selecting them a
-    second time would make XLA copy the donated moments again). Returns
-    ``(state, {**metrics, "finite": finite})``.
+    ``old`` (one ``where`` over the whole state, as ``flax/examples/imagenet`` guards its
+    step); either way ``step`` advances by one and the fields in ``advance`` (e.g. PGGAN's
+    ``stage_images``) take their given values. Returns ``(state, {**metrics, "finite": finite})``.
     """
-    kept = {name: getattr(new, name) for name in guarded}
-    state = guard_finite(finite, new, old).replace(step=old.step + 1, **kept, **advance)
+    state = guard_finite(finite, new, old).replace(step=old.step + 1, **advance)
     return state, {**metrics, "finite": finite}
 
 
-@jax.jit
 def ema_update(ema: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
-    """``decay * ema + (1 - decay) * params`` leaf by leaf."""
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    """``decay * ema + (1 - decay) * params`` leaf by leaf (``optax.incremental_update``)."""
+    return optax.incremental_update(params, ema, 1.0 - decay)
 
 
 def load_torch_variables(what: str, source: Any, model_name: str, params: PyTree,

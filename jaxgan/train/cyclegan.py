@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from jaxgan import losses, parallel
+from jaxgan import losses
 from jaxgan.train import common
 
 # Same models' overrides, schedule (constant then linear decay) and Adam pair as pix2pix.
@@ -325,34 +325,26 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
     metrics = dict(g_loss=g_loss, **g_terms, d_loss=d_loss, d_a_loss=d_a_loss,
                    d_b_loss=d_b_loss)
-    # D's loss reads G's fakes, not its update, so both updates come after the flag and take
-    # it: each donated buffer is then updated in place (common.scale_by_adam).
-    finite = common.tree_all_finite((metrics, g_grads, d_grads))
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params, finite)
+                                                   state.g_params)
     d_params, d_opt_state = common.apply_optimizer(d_tx, d_grads, state.d_opt_state,
-                                                   state.d_params, finite)
+                                                   state.d_params)
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                         pool_a=pool_a, pool_a_count=pool_a_count,
                         pool_b=pool_b, pool_b_count=pool_b_count)
-    new, metrics = common.commit_step(
-        state, new, metrics, finite,
-        guarded=("g_params", "g_opt_state", "d_params", "d_opt_state"))
+    finite = common.tree_all_finite((metrics, g_grads, d_grads))
+    new, metrics = common.commit_step(state, new, metrics, finite)
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)), jnp.float32)
     return new, metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True,
-                    compiler_options: dict | None = None):
-    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.dcgan.make_train_step`."""
+                    **kwargs):
+    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.common.make_train_step`."""
     _check_config(config)
-    step = common.bind_config(train_step, config)
-    if not jit:
-        return step
-    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
+    return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def translate(config: ml_collections.ConfigDict, state: CycleGANState, images: jax.Array,

@@ -26,7 +26,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from jaxgan import losses, parallel
+from jaxgan import losses
 from jaxgan.train import common
 
 __all__ = [
@@ -219,32 +219,20 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
     (g_grads,) = g_vjp(d_fake_grad)
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                "d_real": d_real, "d_fake": d_fake}
-    # D's update feeds G's loss, so only G's is taken with the flag (in place, see
-    # common.scale_by_adam); commit_step keeps the whole old state when it is False.
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params, finite)
+                                                   state.g_params)
 
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    return common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"))
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    return common.commit_step(state, new, metrics, finite)
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True,
-                    compiler_options: dict | None = None):
-    """``step(state, batch, key) -> (state, metrics)`` for the config.
-
-    ``jit=False`` gives the pure Python function (for tests/debugging). With ``jit`` it is
-    compiled, the state donated (``donate``), and with a ``mesh`` the batch is sharded over
-    ``'data'`` and the state and key replicated (see :mod:`jaxgan.parallel`).
-    ``compiler_options`` are passed to XLA (see :func:`jaxgan.parallel.jit_step`). Equal
-    configs share one traced function, so jax reuses its compilations across calls.
-    """
-    step = common.bind_config(train_step, config)
-    if not jit:
-        return step
-    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
+                    **kwargs):
+    """``step(state, batch, key) -> (state, metrics)`` for the config; see
+    :func:`jaxgan.train.common.make_train_step`."""
+    return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def generate(config: ml_collections.ConfigDict, state: DCGANState, z: jax.Array, *,

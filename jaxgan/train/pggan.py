@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from jaxgan import losses, parallel
+from jaxgan import losses
 from jaxgan.models.pggan import num_stages as model_num_stages
 from jaxgan.models.pggan import stage_resolution
 from jaxgan.train import common
@@ -332,30 +332,25 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
 
     g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
     metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)
-    # As in dcgan.train_step: G's update takes the flag, D's (which G's loss reads) cannot.
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params, finite)
+                                                   state.g_params)
     g_ema = common.ema_update(state.g_ema_params, g_params, config.ema_decay)
 
     new = state.replace(g_params=g_params, d_params=d_params, g_ema_params=g_ema,
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new, metrics = common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"),
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    new, metrics = common.commit_step(state, new, metrics, finite,
                                       stage_images=state.stage_images + n)
     metrics.update(alpha=a, stage=jnp.asarray(stage, jnp.int32))
     return new, metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True,
-                    compiler_options: dict | None = None):
+                    **kwargs):
     """``step(state, batch, key) -> (state, metrics)``; one compile per stage (the stage is
-    static in the state), none per alpha. See :func:`jaxgan.train.dcgan.make_train_step`."""
+    static in the state), none per alpha. See :func:`jaxgan.train.common.make_train_step`."""
     num_stages(config)
-    step = common.bind_config(train_step, config)
-    if not jit:
-        return step
-    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
+    return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def generate(config: ml_collections.ConfigDict, state: PGGANState, z: jax.Array, *,

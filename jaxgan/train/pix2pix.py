@@ -23,7 +23,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from jaxgan import losses, parallel
+from jaxgan import losses
 from jaxgan.train import common
 
 __all__ = [
@@ -265,14 +265,13 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
     (g_grads,) = g_vjp(fake_grad)
     metrics = {"d_loss": d_loss, "d_loss_real": l_real, "d_loss_fake": l_fake, "g_loss": g_loss,
                "g_gan": g_gan, "g_l1": g_l1}
-    # As in dcgan.train_step: G's update takes the flag, D's (which G's loss reads) cannot.
-    finite = common.tree_all_finite((metrics, d_grads, g_grads))
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
-                                                   state.g_params, finite)
+                                                   state.g_params)
 
     new = state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
-    new, metrics = common.commit_step(state, new, metrics, finite, guarded=("g_params", "g_opt_state"))
+    finite = common.tree_all_finite((metrics, d_grads, g_grads))
+    new, metrics = common.commit_step(state, new, metrics, finite)
     metrics["learning_rate"] = jnp.asarray(
         learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)),
         jnp.float32)
@@ -280,13 +279,9 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
-                    *, jit: bool = True, donate: bool = True,
-                    compiler_options: dict | None = None):
-    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.dcgan.make_train_step`."""
-    step = common.bind_config(train_step, config)
-    if not jit:
-        return step
-    return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
+                    **kwargs):
+    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.common.make_train_step`."""
+    return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Array, *,

@@ -18,14 +18,13 @@ floating-point elements are outside the tight tolerance.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import chex
 import jax
 import numpy as np
 
-__all__ = ["assert_step_outputs_close", "copied_donated_buffers"]
+__all__ = ["assert_step_outputs_close"]
 
 
 def assert_step_outputs_close(
@@ -73,20 +72,3 @@ def assert_step_outputs_close(
     assert n_loose <= max_outlier_fraction * n_total, (
         f"{n_loose} of {n_total} state elements differ beyond rtol={rtol}, atol={atol} "
         f"(more than {max_outlier_fraction:.1%}; last: {worst})")
-
-
-def copied_donated_buffers(step: Any, *args: Any) -> list[str]:
-    """The donated arguments that the compiled ``step(*args)`` copies before updating them.
-
-    With donation an output reuses its input's buffer, but XLA copies the input first when
-    something still reads the old value after the new one is written (as a guard that
-    selects between old and new Adam moments does). Each copy is a full extra pass over the
-    buffer, so the train-step tests assert that none happens.
-    Returns the copied parameters' HLO names (the argument's path, e.g.
-    ``state_g_opt_state_0__mu__...``); scalars are ignored.
-    """
-    text = step.lower(*args).compile().as_text()
-    entry = text[text.index("\nENTRY"):]
-    params = set(re.findall(r"%([\w.-]+) = \S+ parameter\(", entry))
-    copied = re.findall(r"= \w+\[\d[\d,]*\]\S* copy\(%([\w.-]+)\)", entry)
-    return [name for name in copied if name in params]
