@@ -10,7 +10,9 @@ import pytest
 from jax import lax
 
 from jaxgan.nn import conv as C
-from jaxgan.nn import winograd as W
+from jaxgan.nn.cpu import formulations as F
+from jaxgan.nn.cpu import rules as R
+from jaxgan.nn.cpu import winograd as W
 
 
 def scatter_reference(x, w, s, p, op):
@@ -36,7 +38,7 @@ SHAPES = [
     (4, 4, 2, 3, 0),
     (3, 1, 1, 0, 0),
 ]
-IMPLS = ["xla", "im2col", "col2im", "xla_dilated", "auto"]
+IMPLS = ["xla", "subpixel", "im2col", "col2im", "auto"]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -77,8 +79,8 @@ def test_conv_transpose_gradients_agree(shape):
         )
         return jax.grad(f, argnums=(0, 1))(x, w)
 
-    ref = grads("xla_dilated")
-    for impl in ("xla", "im2col", "col2im", "auto"):
+    ref = grads("xla")
+    for impl in ("subpixel", "im2col", "col2im", "auto"):
         for a, b in zip(grads(impl), ref):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
@@ -244,7 +246,7 @@ def test_lean_conv_is_exact_at_every_order(monkeypatch, stride):
     x, ws = _lean_case()
     w = ws[0]
     ref = _conv_with("xla")
-    monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)  # every conv here is above it
+    monkeypatch.setattr(R, "MAX_IM2COL_PATCH_BYTES", 1024)  # every conv here is above it
     lean = _conv_with("im2col")
     assert "custom_jvp_call" in str(jax.make_jaxpr(lambda x: lean(x, w, stride))(x))
     np.testing.assert_allclose(lean(x, w, stride), ref(x, w, stride), rtol=1e-5, atol=1e-5)
@@ -276,7 +278,7 @@ def test_lean_conv_keeps_no_patches_under_the_gradient_penalty(monkeypatch):
 
     plain = widest_residual(_gp_loss(_conv_with("im2col")))
     assert plain >= 3 * 3 * 4  # the first conv's 3x3x4 patch columns
-    monkeypatch.setattr(C, "_MAX_IM2COL_PATCH_BYTES", 1024)
+    monkeypatch.setattr(R, "MAX_IM2COL_PATCH_BYTES", 1024)
     assert widest_residual(_gp_loss(_conv_with("im2col"))) <= 6  # C_out of the first conv
 
 
@@ -424,7 +426,7 @@ def test_blocked_winograd_equals_the_written_out_space_to_depth_form(m, k, h, w)
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.standard_normal((2, h, w, 3)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
-    wb = C._kernel_to_depth(kernel, 2)
+    wb = F.kernel_to_depth(kernel, 2)
     xb = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
     xb = xb.reshape(2, -(-h // 2), 2, -(-w // 2), 2, 3).transpose(0, 1, 3, 2, 4, 5)
     xb = xb.reshape(2, -(-h // 2), -(-w // 2), 12)
@@ -490,7 +492,7 @@ def test_padded_stride1_winograd_is_exact_to_every_order_in_float64(impl):
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
 @pytest.mark.parametrize("k,s,p,op", [(4, 2, 1, 0), (3, 2, 1, 1)])
 def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, p, op):
-    # The transposed conv's Winograd path (sub-pixel form) against XLA's lhs-dilated conv
+    # The transposed conv's Winograd path (sub-pixel form) against XLA's (lhs-dilated) conv
     # in float64: forward, gradients and a penalty's grad of grad through it, to 1e-10.
     with _float64():
         rng = np.random.default_rng(10)
@@ -503,9 +505,9 @@ def test_winograd_conv_transpose_is_exact_to_every_order_in_float64(impl, k, s, 
         def gp(impl):
             return _penalty_grads(lambda w, x: jnp.sum(jnp.tanh(up(x, w, impl)) ** 2), w, x)
 
-        np.testing.assert_allclose(up(x, w, impl), up(x, w, "xla_dilated"), rtol=1e-12,
+        np.testing.assert_allclose(up(x, w, impl), up(x, w, "xla"), rtol=1e-12,
                                    atol=1e-12)
-        for a, b in zip(gp(impl), gp("xla_dilated")):
+        for a, b in zip(gp(impl), gp("xla")):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
@@ -587,6 +589,21 @@ def test_identical_winograd_convs_are_traced_and_lowered_once():
         return jnp.sum(W.winograd_conv(W.winograd_conv(x, w, None, 1, pad), w, None, 1, pad) ** 2)
 
     text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).as_text()
-    for body in ("_forward", "_transposed_conv", "_kernel_grad"):
+    for body in ("_winograd_forward", "_winograd_transposed", "_winograd_weight_grad"):
         assert len(re.findall(rf"func\.func private @{body}\(", text)) == 1, body
         assert len(re.findall(rf"call @{body}\(", text)) == 2, body
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu", "tpu"])
+def test_xla_transposed_conv_is_xlas_own_op(monkeypatch, backend):
+    # impl="xla" is XLA's lhs-dilated convolution (what lax.conv_transpose lowers to) on every
+    # backend: one conv_general_dilated, nothing else that computes.
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    x, w = jnp.zeros((2, 8, 8, 16)), jnp.zeros((4, 4, 16, 32))
+    jaxpr = jax.make_jaxpr(lambda x, w: C.conv_transpose2d(x, w, stride=2, padding=1,
+                                                           impl="xla"))(x, w)
+    names = [e.primitive.name for e in jaxpr.eqns]
+    assert names.count("conv_general_dilated") == 1
+    assert not {"dot_general", "concatenate", "pad"} & set(names)
+    (conv,) = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    assert conv.params["lhs_dilation"] == (2, 2)

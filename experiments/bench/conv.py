@@ -80,8 +80,9 @@ def auto_choice(layer) -> str:
             return t
         kk = -(-k // s)
         pixels = (h + kk) * (h + kk)
-        return "sub-pixel " + C.default_impl(out_features=s * s * co, patch_features=kk * kk * ci,
-                                             rows=n * pixels, pixels=pixels)
+        sub = C.default_impl(out_features=s * s * co, patch_features=kk * kk * ci,
+                             rows=n * pixels, pixels=pixels)
+        return {"xla": "subpixel", "col2im": "col2im"}.get(sub, f"{sub} (sub-pixel form)")
     ho = (h + 2 * p - k) // s + 1
     rows = n * ho * ho
     return C.default_impl(out_features=co, patch_features=k * k * ci, rows=rows,
@@ -143,10 +144,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", default="", help="comma-separated subset of layer names")
-    ap.add_argument("--impls", default="xla,im2col,col2im,winograd,winograd2,winograd4",
-                    help="comma-separated formulations to time")
+    ap.add_argument("--impls", default="xla,subpixel,im2col,col2im,winograd,winograd2,winograd4",
+                    help="comma-separated formulations to time (subpixel: transposed layers "
+                         "only)")
     ap.add_argument("--dilated", action="store_true",
-                    help="also time the lhs-dilated transposed conv (pathological: up to ~1 min)")
+                    help="also time XLA's own (lhs-dilated) transposed conv, impl 'xla' on "
+                         "transposed layers (pathological on XLA:CPU: up to ~1 min)")
     ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
                     help="keep (as the entry points and run.py): glibc keeps freed memory for "
                          "reuse while a layer is timed, in both frameworks; default: glibc's "
@@ -167,8 +170,11 @@ def main():
     for layer in LAYERS:
         if wanted and layer[0] not in wanted:
             continue
-        impls = ("xla_dilated",) if layer[1] == "t" and args.dilated else ()
-        impls += tuple(filter(None, args.impls.split(",")))
+        impls = tuple(filter(None, args.impls.split(",")))
+        if layer[1] == "t":  # "xla" is XLA's lhs-dilated transposed conv: only with --dilated
+            impls = ("xla",) * args.dilated + tuple(i for i in impls if i != "xla")
+        else:
+            impls = tuple(i for i in impls if i != "subpixel")
         print(f"{layer[0]:22s} auto picks   {auto_choice(layer)}")
         ref = bench_torch(layer, args.repeats) if torch_ok else None
         if ref is not None:

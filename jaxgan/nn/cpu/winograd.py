@@ -1,47 +1,38 @@
 """Winograd minimal-filtering convolution F(m x m, r x r), forward and every derivative.
 
-A stride-1 VALID cross-correlation with an ``r x r`` kernel computes each ``m x m`` output
-tile from an ``n x n`` input tile (``n = m + r - 1``). Winograd's algorithm transforms both
-into an ``n x n`` "frequency" domain where the correlation is an elementwise product, summed
-over input channels: ``n*n`` independent matmuls ``(tiles, C_in) @ (C_in, C_out)`` instead of
-``r*r`` per output pixel. F(2x2, 3x3) does 16 matmul products per 4 outputs where the direct
-form does 36 (2.25x fewer multiply-adds); F(2x2, 2x2), the space-to-depth form of a kernel-4
-stride-2 convolution, 9 per 4 instead of 16. The tile transforms are separable: each is two
-passes (rows, then columns) of sums of strided slices with small constant coefficients, one
-XLA fusion per pass; the products are one batched matmul. (One fusion per tile position
-runs as fast but compiles ~5x slower: 36 fusions per F(4x4, 3x3) transform.)
+A CPU formulation (see :mod:`jaxgan.nn.cpu`): a stride-1 VALID cross-correlation with an
+``r x r`` kernel computes each ``m x m`` output tile from an ``n x n`` input tile
+(``n = m + r - 1``). Both are transformed into an ``n x n`` domain where the correlation is an
+elementwise product summed over input channels: ``n*n`` matmuls ``(tiles, C_in) @ (C_in,
+C_out)``. F(2x2, 3x3) does 16 products per 4 outputs where the direct form does 36; F(2x2,
+2x2), the space-to-depth form of a kernel-4 stride-2 convolution, 9 instead of 16. Each tile
+transform is two separable passes (rows, then columns) of sums of strided slices with small
+constant coefficients, one XLA fusion per pass (one fusion per tile position compiles much
+slower for no gain); the products are one batched matmul.
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile; g kernel, d input tile)
 
-The matrices come from Cook-Toom interpolation at the points 0, 1, -1, 2, -2, 1/2, -1/2 and
-infinity (exact rationals, :func:`winograd_matrices`). With ``m=None`` each convolution of
-the forward and backward passes picks its own tile for its output's size
-(:func:`choose_tile`): a tile that does not divide the output computes the rest for nothing,
-so a 2x2 kernel takes F(4x4) on a 16 x 16 output and F(3x3) on the 17 x 17 input gradient
-of the same layer. Winograd is exact in real arithmetic;
-in float32 its rounding differs from a direct convolution's by ~1e-6 relative for F(2, 3)
-and ~6e-6 for F(4, 3) (tests/test_conv.py checks it against XLA's convolution, forward and
-gradients, and to 1e-10 in float64 at every order of differentiation).
+The matrices come from Cook-Toom interpolation at 0, 1, -1, 2, -2, 1/2, -1/2, ... and
+infinity (exact rationals, :func:`winograd_matrices`). With ``m=None`` each convolution of the
+forward and backward passes picks its own tile for its output's size (:func:`choose_tile`).
+Winograd is exact in real arithmetic; in float32 its rounding differs from a direct
+convolution's by ~1e-6 relative for F(2, 3) and ~6e-6 for F(4, 3) (tests/test_conv.py checks
+it, and to 1e-10 in float64 at every order of differentiation).
 
 Derivatives are written by hand (``jax.custom_vjp``) so that the backward pass is Winograd
 too: the input gradient is the Winograd correlation of the padded output gradient with the
-flipped kernel, the kernel gradient is ``n*n`` matmuls ``V^T @ (A dY A^T)`` over tiles. Both
-are again custom-VJP functions of the same two primitives, so derivatives of any order (the
-WGAN-GP penalty's double backward) stay in this form.
+flipped kernel, the kernel gradient ``n*n`` matmuls over tiles. Both are again custom-VJP
+functions of the same two primitives, so derivatives of any order (the WGAN-GP penalty's
+double backward) stay in this form.
 
-A strided convolution is a stride-1 one over the input's space-to-depth form (s x s blocks
-become pixels of s*s*C channels; jaxgan.nn.conv cuts the kernel to match). ``block=s``
-convolves that form without writing it out: the tile transforms read each block phase as a
-strided slice of the input itself, and the input gradient comes back in the input's shape.
-Zero padding (``pad``: a conv's own, the input gradient's full padding of the output
-gradient) is read in place the same way: the slices of the input, with the entries that fall
-in the padding added as zeros inside the transform's fusion, so no padded copy is written.
+A strided convolution is a stride-1 one over the input's space-to-depth form; ``block=s``
+convolves that form without writing it out (the tile transforms read each block phase as a
+strided slice of the input), and zero padding (``pad``) is read in place the same way.
 
-The three traced bodies (the forward, the input gradient's transposed convolution and the
-kernel gradient) are each jitted with their static arguments, so convolutions of the same
-shapes trace and lower once and are called from the step's module: a ResNet generator's 18
-block convolutions are one, and CycleGAN's step lowers in 3.5 s instead of 10.6 (XLA inlines
-the calls, so the compiled step is the same program, bit for bit).
+The three traced bodies (:func:`_winograd_forward`, :func:`_winograd_transposed`,
+:func:`_winograd_weight_grad`) are each jitted with their static arguments, so convolutions of
+the same shapes trace and lower once and are called from the step's module (XLA inlines the
+calls: the compiled step is the same program); their names mark Winograd in lowered text.
 
 Layouts: NHWC activations, HWIO kernels.
 """
@@ -133,10 +124,8 @@ def _combine(coefs, parts):
 def dot_general(a: jax.Array, b: jax.Array, dims, out_dtype=None) -> jax.Array:
     """``lax.dot_general``; bfloat16 (or other low-precision) operands accumulate in float32
     and are rounded once, to ``out_dtype`` (default: the operands' dtype), as cuDNN and oneDNN
-    do. (XLA:CPU also runs the product itself twice as fast that way: 388 against 182
-    GFLOP/s on this 2-core machine's 2048^3 bfloat16 product; float32: 203.) Differentiated
-    by JAX, the backward products get a float32 gradient and run in float32; a custom VJP
-    keeping them bfloat16 measured no faster on XLA:CPU (RESULTS.md, bfloat16)."""
+    do (XLA:CPU also runs the product itself faster that way). Differentiated by JAX, the
+    backward products get a float32 gradient and run in float32."""
     out_dtype = a.dtype if out_dtype is None else jnp.dtype(out_dtype)
     if jnp.finfo(a.dtype).bits >= 32:
         return lax.dot_general(a, b, dims).astype(out_dtype)
@@ -148,13 +137,10 @@ def matmul(a: jax.Array, b: jax.Array, out_dtype=None) -> jax.Array:
     return dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), out_dtype)
 
 
-# choose_tile: tiles m of n = m + r - 1 points (F(5, 2) only for 2-wide kernels, so n <= 6
-# except the F(4x4, 4x4) of the PatchGAN's stride-1 conv, n = 7); tiles above 2 only where
-# each batched matmul keeps at least this many rows (tiles): F(4x4) lost below ~256. Cost
-# per tile: n^2 (products and transform memory alike) weighted by 1 + 0.1 (n - 5), as larger
-# tiles' transforms read more slices per element (fwd at batch 64, 128 -> 256 channels, 17 x
-# 17 outputs: F(3, 2) and F(5, 2) both do 576 products per image, 0.043 s and 0.047 s; F4
-# 625, 0.048 s; F2 729, 0.063 s).
+# choose_tile: tiles m of n = m + r - 1 points (F(5, 2) only for 2-wide kernels); tiles above
+# 2 only where each batched matmul keeps at least _MIN_TILE_ROWS rows (tiles), below which
+# the larger tiles lost. Cost per tile: n^2 (products and transform memory alike) weighted by
+# 1 + 0.1 (n - 5), as larger tiles' transforms read more slices per element.
 _TILE_CHOICES = (2, 3, 4, 5)
 _MIN_TILE_ROWS = 256
 
@@ -298,7 +284,8 @@ def _output_grad_transform(dy: jax.Array, m: int, r: int, th: int, tw: int) -> j
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
+def _winograd_forward(x: jax.Array, w: jax.Array, m: int | None, block: int,
+                      pad: Pad) -> jax.Array:
     r = w.shape[0]
     nb, _, _, c = x.shape
     h, wd = padded_size(x, pad)
@@ -317,8 +304,8 @@ def _forward(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) ->
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _kernel_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int,
-                 pad: Pad) -> jax.Array:
+def _winograd_weight_grad(x: jax.Array, dy: jax.Array, m: int | None, r: int, block: int,
+                          pad: Pad) -> jax.Array:
     m = _tile(m, dy.shape[0], dy.shape[1], dy.shape[2], r)
     n = m + r - 1
     c, o = block * block * x.shape[-1], dy.shape[-1]
@@ -340,7 +327,7 @@ def depth_to_space(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
     """Depth-to-space: (N, hb, wb, s*s*C), channels (phase y, phase x, C), to the (N, h, w, C)
     it was cut from (the zero padding to whole blocks cropped off; h <= s*hb, w <= s*wb).
     Also the sub-pixel transposed conv's interleaving of its s*s output phases
-    (jaxgan.nn.conv)."""
+    (jaxgan.nn.cpu.formulations)."""
     if block == 1:
         return xb
     n, hb, wb, cb = xb.shape
@@ -350,8 +337,8 @@ def depth_to_space(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 5))
-def _transposed_conv(dy: jax.Array, w: jax.Array, m: int | None, block: int,
-                     x: jax.Array, pad: Pad) -> jax.Array:
+def _winograd_transposed(dy: jax.Array, w: jax.Array, m: int | None, block: int,
+                         x: jax.Array, pad: Pad) -> jax.Array:
     """The adjoint of ``winograd_conv(., w, m, block, pad)`` applied to ``dy``, in ``x``'s
     shape: the full correlation of ``dy`` with the flipped, in/out-swapped kernel (itself a
     Winograd conv, reading ``dy`` padded in place), back from space-to-depth form to the
@@ -380,7 +367,7 @@ def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int =
         whole s x s blocks, each block one pixel of s*s*C_in channels ordered (row phase,
         column phase, C_in). The tile transforms read ``x`` itself (the blocked input is
         never written out) and the input gradient comes back in ``x``'s shape. A strided
-        convolution is this with the kernel cut into blocks too (jaxgan.nn.conv).
+        convolution is this with the kernel cut into blocks too (jaxgan.nn.cpu.formulations).
       pad: ((top, bottom), (left, right)) zero padding (>= 0) of ``x``, applied before any
         blocking. The tile transforms read ``x`` itself, so the padded input is never written
         out, and the input gradient comes back in ``x``'s shape.
@@ -392,28 +379,20 @@ def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int =
     return _conv(x, w, m, block, _check_pad(pad))
 
 
-def winograd_kernel_grad(x: jax.Array, dy: jax.Array, m: int | None = None,
-                         block: int = 1, pad: Pad = _NO_PAD) -> jax.Array:
-    """The kernel gradient of :func:`winograd_conv`: ``dw[k, l, c, o] = sum x[n, i + k, j + l, c]
-    dy[n, i, j, o]`` (x zero-padded by ``pad``, then in space-to-depth form with ``block`` >
-    1), shape (r, r, s*s*C_in, C_out) with r = ceil((H + top + bottom) / s) - H_out + 1."""
-    return _kgrad(x, dy, m, block, _check_pad(pad))
-
-
-# The two custom-VJP functions behind winograd_conv / winograd_kernel_grad, whose derivatives
-# are each other; ``pad`` arrives checked (hashable: a static argument of the jitted bodies).
+# The two custom-VJP functions behind winograd_conv (the conv and its kernel gradient), whose
+# derivatives are each other; ``pad`` arrives checked (hashable: a static argument of the jitted bodies).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
-    return _forward(x, w, m, block, pad)
+    return _winograd_forward(x, w, m, block, pad)
 
 
 def _conv_fwd(x, w, m, block, pad):
-    return _forward(x, w, m, block, pad), (x, w)
+    return _winograd_forward(x, w, m, block, pad), (x, w)
 
 
 def _conv_bwd(m, block, pad, res, dy):
     x, w = res
-    return (_transposed_conv(dy, w, m, block, x, pad), _kgrad(x, dy, m, block, pad))
+    return (_winograd_transposed(dy, w, m, block, x, pad), _kgrad(x, dy, m, block, pad))
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -422,7 +401,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _kgrad(x: jax.Array, dy: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
     r = _blocks(padded_size(x, pad)[0], block) - dy.shape[1] + 1
-    return _kernel_grad(x, dy, m, r, block, pad)
+    return _winograd_weight_grad(x, dy, m, r, block, pad)
 
 
 def _kgrad_fwd(x, dy, m, block, pad):
@@ -433,7 +412,7 @@ def _kgrad_bwd(m, block, pad, res, dw):
     x, dy = res
     # linear in x: d/dx <dw, kgrad(x, dy)> = the transposed correlation of dy with dw;
     # linear in dy: the correlation of x with dw.
-    return (_transposed_conv(dy, dw, m, block, x, pad), _conv(x, dw, m, block, pad))
+    return (_winograd_transposed(dy, dw, m, block, x, pad), _conv(x, dw, m, block, pad))
 
 
 _kgrad.defvjp(_kgrad_fwd, _kgrad_bwd)
