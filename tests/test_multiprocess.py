@@ -256,6 +256,8 @@ def test_translation_family_as_two_processes_equals_one(tmp_path, family):
     two.wait()
     assert_metrics_close(wd, tmp_path / "ref", rtol=1e-5)
     assert "eval/swd_avg" in rows(wd)[-1]
+    want = {"g_l1"} if family == "pix2pix" else {"cycle_a", "identity_b", "d_a_loss"}
+    assert want <= set().union(*rows(wd))
     cancelled = () if family == "pix2pix" else (  # CycleGAN's convs followed by a norm
         *[f"['{g}']['{layer}']" for g in ("g_ab", "g_ba") for layer in (
             "Conv2d_0", "Conv2d_1", "Conv2d_2", "ConvTranspose2d_0", "ConvTranspose2d_1",
