@@ -123,12 +123,14 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
 f(x, w).block_until_ready()  # compiled and run once, as the runner holds
 before = faults()
-memory.hold_freed_memory(True)
+holding = memory.hold_freed_memory(True)
 f(x, w).block_until_ready()
-held = faults()
+# the fewest of three calls: XLA frees the block on its own thread after the result is
+# ready, so on a loaded machine a call can start before the last one's block is back
+held = min(faults() for _ in range(3))
 memory.hold_freed_memory(False)
 released = faults()
-print(enabled, before, held, released)
+print(enabled, holding, before, held, released)
 """
 
 
@@ -138,17 +140,19 @@ def test_held_freed_memory_stops_per_step_page_faults():
         env = {**os.environ, memory.ENV: opt_in}
         out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True,
                              text=True, timeout=120, check=True)
-        return out.stdout.split()[-4:]
+        return out.stdout.split()[-5:]
 
     pages = 64 * 2**20 // 4096
     # Not opted in: the 64 MiB temporary is mapped afresh and faulted page by page on every
     # call, and holding is a no-op.
-    enabled, before, held, released = run("0")
-    assert enabled == "False" and min(int(before), int(held), int(released)) >= pages
+    enabled, holding, before, held, released = run("0")
+    assert (enabled, holding) == ("False", "False")
+    assert min(int(before), int(held), int(released)) >= pages
     # JAXGAN_CPU_MALLOC=1: held, the block freed by the last call is reused; released, it is
     # mapped again.
-    enabled, before, held, released = run("1")
-    assert enabled == "True" and int(before) >= pages and int(held) < 1000
+    enabled, holding, before, held, released = run("1")
+    assert (enabled, holding) == ("True", "True")  # 2x the small peak fits
+    assert int(before) >= pages and int(held) < 1000
     assert int(released) >= pages
 
 
