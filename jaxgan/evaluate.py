@@ -100,11 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if fv.num_images is not None and fv.num_images < 2:
             raise flags.Error(f"--num_images must be at least 2 (MS-SSIM scores pairs), "
                               f"got {fv.num_images}")
-        if cli.maybe_initialize_distributed(fv.distributed, fv.coordinator_address,
-                                            fv.num_processes, fv.process_id):
-            from jaxgan import parallel
-
-            print(parallel.describe_processes(), flush=True)
+        cli.start_distributed(fv)
     except (flags.Error, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -233,6 +233,18 @@ def define_distributed_flags(flag_values=None) -> None:
                          "the coordinator (default: $JAX_PROCESS_ID).", **fv)
 
 
+def start_distributed(flag_values) -> None:
+    """:func:`maybe_initialize_distributed` from the flags of :func:`define_distributed_flags`
+    (``flag_values``: parsed absl flags), printing the process layout where it ran. Raises
+    ValueError as that does."""
+    fv = flag_values
+    if maybe_initialize_distributed(fv.distributed, fv.coordinator_address, fv.num_processes,
+                                    fv.process_id):
+        from jaxgan import parallel
+
+        print(parallel.describe_processes(), flush=True)
+
+
 def run_main(
     family: str,
     train_and_evaluate: Callable[[ml_collections.ConfigDict, str], object],
@@ -293,17 +305,11 @@ def run_main(
         from absl import logging
 
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-        f = flags.FLAGS
         try:
-            started = maybe_initialize_distributed(f.distributed, f.coordinator_address,
-                                                   f.num_processes, f.process_id)
+            start_distributed(flags.FLAGS)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        if started:
-            from jaxgan import parallel
-
-            print(parallel.describe_processes(), flush=True)
         enable_compilation_cache()
         config = flags.FLAGS.config
         with config.unlocked():
