@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_configs import tiny_dcgan, tiny_pggan
+from tiny_configs import tiny_dcgan, tiny_pggan, tiny_pix2pix
 
 from jaxgan.configs import cyclegan as cyclegan_cfg
 from jaxgan.configs import dcgan as dcgan_cfg
@@ -230,12 +230,8 @@ def test_cli_reports_unknown_field_without_traceback():
 
 
 def test_pix2pix_runs_and_translates_a_folder(tmp_path):
-    c = pix2pix_cfg.get_config()
-    c.image_size, c.batch_size = 32, 2
-    c.model.num_downs, c.model.ngf, c.model.ndf = 5, 4, 4
-    c.data.load_size = 36
-    c.num_steps, c.log_every, c.sample_every, c.checkpoint_every = 2, 1, 2, 2
-    c.num_samples = 2
+    c = tiny_pix2pix()
+    c.batch_size, c.num_steps, c.num_samples = 2, 2, 2
     state = pix2pix_exp.train_and_evaluate(c, str(tmp_path / "wd"))
     assert int(state.step) == 2
     assert (tmp_path / "wd" / "samples" / "step_0000002.png").exists()
