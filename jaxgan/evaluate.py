@@ -10,6 +10,10 @@ pyramid level and the average), ``ms_ssim`` (diversity: mean MS-SSIM over pairs 
 images; lower is more diverse), ``fid`` / ``kid`` (need ``--inception=weights.npz``, see
 ``jaxgan.metrics.inception``). Conditional families (pix2pix, CycleGAN) are scored on G(A)
 of the eval split against its B images.
+
+A study (a run of ``--config.seeds``) is scored seed by seed: the table has one column per
+seed and the spread across seeds (mean, sample standard deviation, min, max), and the
+JSON file holds them as ``per_seed`` and ``summary``; ``results`` are the means.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import sys
 
 import jax
+import numpy as np
 from etils import epath
 
 from jaxgan.checkpoint import CheckpointError
@@ -30,7 +35,29 @@ FAMILIES = ("dcgan", "pix2pix", "cyclegan", "pggan")
 def evaluate_workdir(workdir: str, metrics: str = "swd,ms_ssim", num_images: int | None = None,
                      inception: str | None = None) -> tuple[int, dict[str, float]]:
     """Evaluate the latest checkpoint of ``workdir``; returns (step, results) and writes
-    ``workdir/eval/<step>.json``."""
+    ``workdir/eval/<step>.json``. For a study, results are the means over its seeds; see
+    :func:`evaluate_study` for each seed's and the spread."""
+    step, record = evaluate_study(workdir, metrics, num_images, inception)
+    return step, record["results"]
+
+
+def spread(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """metric -> {mean, std, min, max} over seeds; ``std`` is the sample standard deviation
+    (ddof=1, 0 for one seed): the spread a new seed would be expected to show."""
+    names = next(iter(per_seed.values())).keys() if per_seed else ()
+    out = {}
+    for name in names:
+        v = np.array([r[name] for r in per_seed.values()], np.float64)
+        out[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                     "min": float(v.min()), "max": float(v.max())}
+    return out
+
+
+def evaluate_study(workdir: str, metrics: str = "swd,ms_ssim", num_images: int | None = None,
+                   inception: str | None = None) -> tuple[int, dict]:
+    """Evaluate the latest checkpoint of ``workdir`` seed by seed; returns (step, record) and
+    writes the record to ``workdir/eval/<step>.json``: ``results`` (a study's means),
+    and for a study ``per_seed`` ({seed: results}) and ``summary`` (:func:`spread`)."""
     name = runner.checkpoint_family(workdir)
     if name not in FAMILIES:
         raise runner.WorkdirError(f"checkpoint in {workdir} is of unknown family {name!r}")
@@ -38,15 +65,26 @@ def evaluate_workdir(workdir: str, metrics: str = "swd,ms_ssim", num_images: int
     state, step, config = runner.restore_latest(module.family(), None, workdir)
     if inception:
         config.eval_inception = inception
-    results = module.evaluate(config, state, step, num_images=num_images, metrics=metrics)
+    record = {"step": step, "family": name,
+              "num_images": config.eval_num_images if num_images is None else num_images,
+              "metrics": metrics}
+    seeds = runner.study_seeds(config)
+    if not seeds:
+        record["results"] = module.evaluate(config, state, step, num_images=num_images,
+                                            metrics=metrics)
+    else:
+        per_seed = {seed: module.evaluate(runner.seed_config(config, seed),
+                                          runner.replica(state, k), step,
+                                          num_images=num_images, metrics=metrics)
+                    for k, seed in enumerate(seeds)}
+        record["per_seed"] = per_seed
+        record["summary"] = spread(per_seed)
+        record["results"] = {k: v["mean"] for k, v in record["summary"].items()}
     out = eval_path(workdir, step)
     if jax.process_index() == 0:  # the other processes of a multi-host run write nothing
         out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"step": step, "family": name,
-                  "num_images": config.eval_num_images if num_images is None else num_images,
-                  "metrics": metrics, "results": results}
         out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return step, results
+    return step, record
 
 
 def eval_path(workdir: str, step: int) -> epath.Path:
@@ -54,10 +92,24 @@ def eval_path(workdir: str, step: int) -> epath.Path:
     return runner.workdir_path(workdir) / "eval" / f"{step}.json"
 
 
-def format_table(step: int, results: dict[str, float]) -> str:
+def format_table(step: int, results: dict[str, float], per_seed: dict | None = None) -> str:
+    """The printed table: one value per metric, or for a study one column per seed and the
+    spread (mean +- std, min, max)."""
     width = max(len(k) for k in results) if results else 6
-    lines = [f"{'metric':<{width}}  value   (step {step})", "-" * (width + 20)]
-    lines += [f"{k:<{width}}  {v:.6g}" for k, v in results.items()]
+    if not per_seed:
+        lines = [f"{'metric':<{width}}  value   (step {step})", "-" * (width + 20)]
+        lines += [f"{k:<{width}}  {v:.6g}" for k, v in results.items()]
+        return "\n".join(lines)
+    summary = spread(per_seed)
+    head = "".join(f"  {'seed ' + str(s):>10}" for s in per_seed)
+    lines = [(f"{'metric':<{width}}{head}  {'mean +- std':>22}  {'min':>10}  {'max':>10}"
+             f"   (step {step}, {len(per_seed)} seeds)")]
+    lines.append("-" * len(lines[0]))
+    for k in results:
+        cells = "".join(f"  {r[k]:>10.5g}" for r in per_seed.values())
+        m = summary[k]
+        lines.append(f"{k:<{width}}{cells}  {m['mean']:>10.5g} +- {m['std']:<8.3g}  "
+                     f"{m['min']:>10.5g}  {m['max']:>10.5g}")
     return "\n".join(lines)
 
 
@@ -106,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(2) from None
     logging.set_verbosity(logging.WARNING)
     try:
-        step, results = evaluate_workdir(fv.workdir, fv.metrics, fv.num_images, fv.inception)
+        step, record = evaluate_study(fv.workdir, fv.metrics, fv.num_images, fv.inception)
     except (runner.WorkdirError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if jax.process_index() == 0:
-        print(format_table(step, results))
+        print(format_table(step, record["results"], record.get("per_seed")))
         print(f"wrote {eval_path(fv.workdir, step)}")
     return 0
 

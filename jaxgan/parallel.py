@@ -30,13 +30,16 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "DATA_AXIS",
+    "REPLICA_AXIS",
     "BatchSizeError",
     "batch_sharding",
     "check_batch_sizes",
     "describe_processes",
     "jit_step",
     "make_mesh",
+    "make_study_mesh",
     "nearest_multiples",
+    "replica_sharding",
     "replicate",
     "replicated",
     "replicated_sharding",
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 DATA_AXIS = "data"
+#: A study's leading axis: one independent run (seed) per index (:func:`make_study_mesh`).
+REPLICA_AXIS = "replica"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -58,9 +63,45 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     )
 
 
+def make_study_mesh(replicas: int, data: int) -> Mesh:
+    """A ``('replica', 'data')`` mesh of ``replicas * data`` devices for a study of several
+    runs: each process's devices are dealt into the ``replicas`` rows, so every row holds
+    the same number of each process's devices, in process order along ``'data'``. A process
+    then holds its rows of every replica's batch, as it holds its rows of one run's batch.
+
+    Raises ValueError when the devices cannot be dealt so (``replicas`` must divide each
+    process's device count; ``replicas * data`` must not exceed the devices).
+    """
+    processes = jax.process_count()
+    local = len(jax.local_devices())
+    if replicas < 1 or data < 1 or local % replicas or data % processes or (
+            data // processes) * replicas > local:
+        raise ValueError(f"make_study_mesh: cannot lay {replicas} replica(s) x {data} data "
+                         f"device(s) over {processes} process(es) of {local} device(s)")
+    per = data // processes
+    by_process = [sorted((d for d in jax.devices() if d.process_index == p),
+                         key=lambda d: d.id) for p in range(processes)]
+    grid = np.array([[d for devs in by_process for d in devs[r * per:(r + 1) * per]]
+                     for r in range(replicas)])
+    return Mesh(grid, (REPLICA_AXIS, DATA_AXIS), axis_types=(AxisType.Auto, AxisType.Auto))
+
+
+def _is_study(mesh: Mesh) -> bool:
+    return REPLICA_AXIS in mesh.axis_names
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) dimension split over ``'data'``, the rest replicated."""
+    """Leading (batch) dimension split over ``'data'``, the rest replicated; on a study mesh
+    the leading dimension is the replica's and the next one is split over ``'data'``."""
+    if _is_study(mesh):
+        return NamedSharding(mesh, PartitionSpec(REPLICA_AXIS, DATA_AXIS))
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replica_sharding(mesh: Mesh) -> NamedSharding:
+    """A study's state, keys and metrics: the leading (replica) dimension split over
+    ``'replica'``, each replica's values on every device of its row."""
+    return NamedSharding(mesh, PartitionSpec(REPLICA_AXIS))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
@@ -68,16 +109,18 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every array leaf of ``tree`` (e.g. a train state or a key) replicated on ``mesh``.
+def replicate(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> Any:
+    """Every array leaf of ``tree`` (e.g. a train state or a key) replicated on ``mesh``
+    (or laid out as ``sharding``, e.g. :func:`replica_sharding`).
 
     On one process a ``device_put`` (from any devices); on several, an identity ``jit``
     with replicated outputs: ``device_put`` onto devices a process does not address is
     refused for key arrays. Every process must call it with the same values.
     """
+    sharding = replicated_sharding(mesh) if sharding is None else sharding
     if jax.process_count() == 1:
-        return jax.device_put(tree, replicated_sharding(mesh))
-    return jax.jit(lambda t: t, out_shardings=replicated_sharding(mesh))(tree)
+        return jax.device_put(tree, sharding)
+    return jax.jit(lambda t: t, out_shardings=sharding)(tree)
 
 
 def replicated(fn: Callable[[], Any], mesh: Mesh) -> Callable[[], Any]:
@@ -144,26 +187,30 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
       batch: a pytree of host arrays (numpy or jax), each ``[n_local, ...]``: this process's
         slice of the global batch (on one host, the whole batch). The global batch size is
         ``n_local * jax.process_count()`` and must be divisible by the mesh's data size.
-      mesh: from :func:`make_mesh`.
+        On a study mesh (:func:`make_study_mesh`) each leaf is ``[K, n_local, ...]``: this
+        process's rows of each replica's batch.
+      mesh: from :func:`make_mesh` or :func:`make_study_mesh`.
 
     Returns:
-      The same pytree of ``jax.Array`` with global shape ``[n_local * process_count, ...]``.
+      The same pytree of ``jax.Array`` with global shape ``[n_local * process_count, ...]``
+      (``[K, n_local * process_count, ...]`` on a study mesh).
     """
     sharding = batch_sharding(mesh)
     n_data = _data_size(mesh)
+    axis = 1 if _is_study(mesh) else 0
 
     def put(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        if x.ndim == 0:
+        if x.ndim <= axis:
             raise ValueError("shard_batch: every batch leaf needs a leading batch dimension")
-        global_n = x.shape[0] * jax.process_count()
+        global_n = x.shape[axis] * jax.process_count()
         if global_n % n_data:
             raise ValueError(
                 f"shard_batch: global batch size {global_n} is not divisible by the "
                 f"{n_data} devices of the mesh's '{DATA_AXIS}' axis; use a batch size that "
                 f"is a multiple of {n_data}"
             )
-        global_shape = (global_n,) + tuple(x.shape[1:])
+        global_shape = x.shape[:axis] + (global_n,) + tuple(x.shape[axis + 1:])
         return jax.make_array_from_process_local_data(sharding, x, global_shape)
 
     return jax.tree.map(put, batch)
@@ -178,8 +225,9 @@ def jit_step(
 ) -> Callable[..., tuple[Any, Any]]:
     """jit a ``step(state, batch, key) -> (state, metrics)`` for the mesh.
 
-    With a mesh: state and key replicated, batch sharded ``P('data')``, outputs replicated.
-    Without one: a plain ``jax.jit``. With ``donate`` the input state's buffers are reused
+    With a mesh: state and key replicated, batch sharded ``P('data')``, outputs replicated;
+    on a study mesh (a step vmapped over replicas) state and key split over ``'replica'``,
+    the batch ``P('replica', 'data')``, the metrics (``[K]`` each) replicated. Without one: a plain ``jax.jit``. With ``donate`` the input state's buffers are reused
     for the output state (do not touch a state after passing it in). ``compiler_options``
     go to XLA (e.g. ``{"xla_backend_optimization_level": 0}`` halves CPU compile time for
     quick checks, at some run-time cost).
@@ -191,10 +239,12 @@ def jit_step(
     if mesh is None:
         return jax.jit(step, **kwargs)
     rep = replicated_sharding(mesh)
+    state = replica_sharding(mesh) if _is_study(mesh) else rep
+    # metrics replicated either way: every process can read them
     return jax.jit(
         step,
-        in_shardings=(rep, batch_sharding(mesh), rep),
-        out_shardings=(rep, rep),
+        in_shardings=(state, batch_sharding(mesh), state),
+        out_shardings=(state, rep),
         **kwargs,
     )
 

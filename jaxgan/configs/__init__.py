@@ -33,6 +33,9 @@ def add_run_fields(
           than stop. data.download: let TFDS download and prepare a dataset not yet prepared.
         data.options: extra keyword options for make_source (e.g. data_dir).
       num_steps: total training steps of the run (a resumed run continues to it).
+      seeds: a study: comma-separated seeds ("0,1,2"), one independent run per seed trained
+        together as one program (replica k is exactly the run with ``seed=k``); '' = the
+        single run of ``seed``.
       log_every / sample_every / checkpoint_every / eval_every: intervals in steps (0 turns
         samples or evaluation off). max_checkpoints: checkpoints kept.
       num_samples: images in each sample grid.
@@ -53,6 +56,7 @@ def add_run_fields(
     d.download = False
     d.options = ml_collections.ConfigDict()
     c.num_steps = num_steps
+    c.seeds = ""
     c.log_every = log_every
     c.sample_every = sample_every
     c.checkpoint_every = checkpoint_every

@@ -127,7 +127,8 @@ def paired_family(name: str, train_module: Any, render: Callable) -> Any:
     return runner.Family(
         name=name,
         create_state=lambda config, key, stage: train_module.create_state(config, key),
-        make_step=lambda config, mesh, stage: train_module.make_train_step(config, mesh),
+        make_step=lambda config, mesh, stage, **kw: train_module.make_train_step(config, mesh,
+                                                                               **kw),
         make_loader=paired_loader,
         sample_inputs=fixed_pairs,
         render_samples=render,
@@ -267,7 +268,13 @@ def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
     if f.netG or f.norm or f.no_dropout is not None:
         raise ValueError("--netG / --norm / --no_dropout describe a --torch_checkpoint; a "
                          "workdir's checkpoint knows its model (see --show_config)")
-    state, step, _ = runner.restore_latest(family, config, workdir)
+    state, step, saved = runner.restore_latest(family, config, workdir)
+    seeds = runner.study_seeds(saved)
+    if seeds:  # a study: the replica of --config.seed
+        if int(config.seed) not in seeds:
+            raise ValueError(f"{workdir} is a study of seeds {saved.seeds}: pass "
+                             f"--config.seed=<one of them> to translate with that run")
+        state = runner.replica(state, seeds.index(int(config.seed)))
     n = translate.translate_folder(
         apply_factory(state, f), f.input, f.output,
         image_size=int(config.image_size) if f.preprocess == "square" else None,

@@ -37,7 +37,7 @@ def family() -> runner.Family:
     return runner.Family(
         name="dcgan",
         create_state=lambda config, key, stage: T.create_state(config, key),
-        make_step=lambda config, mesh, stage: T.make_train_step(config, mesh),
+        make_step=lambda config, mesh, stage, **kw: T.make_train_step(config, mesh, **kw),
         make_loader=_loader,
         sample_inputs=_sample_inputs,
         # Samples in train mode (batch statistics of the fixed latents), as the reference.

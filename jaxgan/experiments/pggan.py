@@ -67,7 +67,8 @@ def family() -> runner.Family:
     return runner.Family(
         name="pggan",
         create_state=lambda config, key, stage: T.create_state(config, key, stage),
-        make_step=lambda config, mesh, stage: T.make_train_step(stage_config(config, stage), mesh),
+        make_step=lambda config, mesh, stage, **kw: T.make_train_step(
+            stage_config(config, stage), mesh, **kw),
         make_loader=_loader,
         sample_inputs=_sample_inputs,
         render_samples=lambda config, state, z: T.generate(config, state, z),

@@ -19,12 +19,20 @@ Several processes (``jax.distributed``): every path goes through ``etils.epath``
 training), only process 0 writes logs, samples and the config, every process saves its part
 of each checkpoint, and a preemption notice (SIGTERM) to any process makes all of them save
 the same step and stop. A checkpoint resumes on any number of processes.
+
+A study (``config.seeds="0,1,2"``) trains one independent run per seed as one program: the
+state, batch and key gain a leading replica axis, the step is the family's step under
+``jax.vmap``, and the mesh is ``('replica', 'data')`` (:func:`study_mesh_for`). Replica k
+starts from, reads the data of, and draws the keys of the run with ``seed=k``; one
+checkpoint holds every replica, ``metrics.jsonl`` rows carry their ``seed``, and samples and
+TensorBoard curves are per seed (``samples/seed_<k>/``, ``tensorboard/seed_<k>/``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -36,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -130,6 +139,67 @@ def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
     return parallel.make_mesh(devices[:usable])
 
 
+def study_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+    """The seeds of a study (``config.seeds``: ``"0,1,2"``), or None for one run of
+    ``config.seed``. Raises ValueError, naming the fix, for a list that is not distinct
+    whole numbers."""
+    value = config.get("seeds", "")
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value or "")
+    if not text.strip():
+        return None
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"config field seeds={value!r} must be comma-separated whole numbers "
+                         "(one run per seed): pass e.g. --config.seeds=0,1,2") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"config field seeds={value!r} must list distinct seeds >= 0: pass "
+                         "e.g. --config.seeds=0,1,2")
+    return seeds
+
+
+def seed_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+    """``config`` as the single run of ``seed`` (``seed=seed``, ``seeds=""``): what one
+    replica of a study is."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = int(seed)
+    if "seeds" in c:
+        c.seeds = ""
+    return c
+
+
+def study_mesh_for(replicas: int, batch_sizes: list[int]) -> jax.sharding.Mesh:
+    """The ``('replica', 'data')`` mesh of a ``replicas``-seed study: the replica axis as
+    large as divides both the study and each process's devices, the data axis over the rest
+    (on one process, as many of them as divide every batch size, as :func:`mesh_for`)."""
+    local = len(jax.local_devices())
+    r = max(d for d in range(1, replicas + 1) if replicas % d == 0 and local % d == 0)
+    if _multi():
+        return parallel.make_study_mesh(r, jax.device_count() // r)
+    rest = jax.device_count() // r
+    data = max(d for d in range(1, rest + 1) if all(b % d == 0 for b in batch_sizes))
+    return parallel.make_study_mesh(r, data)
+
+
+def stack_replicas(states: list[PyTree]) -> PyTree:
+    """Per-seed trees (states, keys) stacked along a new leading replica axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+@functools.lru_cache(maxsize=8)
+def _take_replica(mesh: jax.sharding.Mesh) -> Callable:
+    return jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree),
+                   out_shardings=parallel.replicated_sharding(mesh))
+
+
+def replica(tree: PyTree, k: int, mesh: jax.sharding.Mesh | None = None) -> PyTree:
+    """Replica ``k`` of a study's tree (a state as one run of seed k has it): replicated on
+    ``mesh`` when given (any number of processes), else sliced where it lies."""
+    if mesh is None:
+        return jax.tree.map(lambda x: x[k], tree)
+    return _take_replica(mesh)(tree, k)
+
+
 def check_batch_sizes(family: Family, config: ml_collections.ConfigDict) -> list[int]:
     """Every stage's global batch checked against the devices and processes, before the
     workdir is touched (:class:`jaxgan.parallel.BatchSizeError` naming the stage and the
@@ -140,8 +210,9 @@ def check_batch_sizes(family: Family, config: ml_collections.ConfigDict) -> list
                                  else f"stage {stage}")
     parallel.check_batch_sizes([(name(i), b) for i, b in enumerate(sizes)])
     n = jax.device_count()
+    seeds = study_seeds(config)
     for i, b in enumerate(sizes):
-        used = mesh_for([b]).devices.size
+        used = (study_mesh_for(len(seeds), [b]) if seeds else mesh_for([b])).devices.size
         if used < n:
             near = " or ".join(map(str, parallel.nearest_multiples(b, n)))
             _say(f"note: {name(i)}: global batch size {b} uses {used} of {n} devices (use a "
@@ -221,12 +292,15 @@ def prepare_workdir(workdir: str | os.PathLike) -> epath.Path:
 
 class MetricWriter:
     """Scalars to ``<workdir>/metrics.jsonl`` (one JSON object per logged step, with ``step``)
-    and TensorBoard event files under ``<workdir>/tensorboard`` (tensorboardX)."""
+    and TensorBoard event files under ``<workdir>/tensorboard`` (tensorboardX). A study's
+    rows also carry ``seed``, and each seed has its own TensorBoard run
+    (``tensorboard/seed_<k>``: one curve per seed under the same tag)."""
 
-    def __init__(self, workdir: epath.Path, resume_step: int, enabled: bool = True):
+    def __init__(self, workdir: epath.Path, resume_step: int, enabled: bool = True,
+                 seeds: tuple[int, ...] | None = None):
         self.path = epath.Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
-        self._tb = None
+        self._tb = {}
         if not enabled:
             return
         kept = self._truncate(resume_step)
@@ -238,9 +312,12 @@ class MetricWriter:
         # TensorBoard drops the events at or after purge_step that an interrupted run wrote
         # past its checkpoint, as _truncate drops their metrics.jsonl lines.
         # The suffix keeps a resumed run's file apart from one opened in the same second.
-        self._tb = SummaryWriter(os.fspath(epath.Path(workdir) / "tensorboard"),
-                                 purge_step=resume_step + 1 if resume_step else None,
-                                 filename_suffix=f".{os.getpid()}.{resume_step}")
+        root = epath.Path(workdir) / "tensorboard"
+        for seed in seeds or (None,):
+            self._tb[seed] = SummaryWriter(
+                os.fspath(root if seed is None else root / f"seed_{seed}"),
+                purge_step=resume_step + 1 if resume_step else None,
+                filename_suffix=f".{os.getpid()}.{resume_step}")
 
     def _truncate(self, resume_step: int) -> list[str]:
         """Drop lines past the resumed step: an interrupted run may have logged beyond its
@@ -255,10 +332,12 @@ class MetricWriter:
         self.path.write_text("".join(k + "\n" for k in keep))
         return keep
 
-    def write(self, step: int, scalars: dict[str, float]) -> None:
+    def write(self, step: int, scalars: dict[str, float], seed: int | None = None) -> None:
         if not self.enabled:
             return
-        line = json.dumps({"step": step, **scalars}, sort_keys=True)
+        row = {"step": step, **scalars} if seed is None else {"step": step, "seed": seed,
+                                                                **scalars}
+        line = json.dumps(row, sort_keys=True)
         if self._lines is None:
             self._file.write(line + "\n")
             self._file.flush()
@@ -266,13 +345,14 @@ class MetricWriter:
             self._lines.append(line)
             self.path.write_text("".join(k + "\n" for k in self._lines))
         for k, v in scalars.items():
-            self._tb.add_scalar(k, v, step)
+            self._tb[seed].add_scalar(k, v, step)
 
     def close(self) -> None:
         if self.enabled:
             if self._file is not None:
                 self._file.close()
-            self._tb.close()
+            for tb in self._tb.values():
+                tb.close()
 
 
 def _is_local(path: epath.Path) -> bool:
@@ -412,6 +492,13 @@ def _host_scalars(metrics: dict) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in host.items() if np.ndim(v) == 0}
 
 
+def _replica_scalars(metrics: dict, count: int) -> list[dict[str, float]]:
+    """A study's metrics (each ``[K]``) as one dict of scalars per replica."""
+    host = jax.device_get(metrics)
+    return [{k: float(np.asarray(v)[i]) for k, v in host.items() if np.ndim(v) == 1}
+            for i in range(count)]
+
+
 def _batch_size_of(batch: dict) -> int:
     return int(next(iter(batch.values())).shape[0])
 
@@ -419,6 +506,7 @@ def _batch_size_of(batch: dict) -> int:
 def check_loop_config(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for loop fields no run can use, naming the override that fixes them,
     before the workdir is touched."""
+    study_seeds(config)
     least = {"num_steps": 0, "log_every": 1, "checkpoint_every": 1, "max_checkpoints": 1,
              "sample_every": 0, "eval_every": 0, "num_samples": 1, "eval_num_images": 2}
     for field, low in least.items():
@@ -454,10 +542,11 @@ def run(
 ) -> PyTree:
     """Train ``family`` with ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
-    Returns the final state. Raises :class:`NonFiniteLossError` on a non-finite loss (the last
-    good checkpoint is kept), :class:`WorkdirError` for an unusable workdir (on several
-    processes: one they do not all share) and :class:`jaxgan.parallel.BatchSizeError` for a
-    batch the devices cannot split, all before training.
+    Returns the final state (a study's: every replica stacked). Raises
+    :class:`NonFiniteLossError` on a non-finite loss (the last good checkpoint is kept),
+    :class:`WorkdirError` for an unusable workdir (on several processes: one they do not all
+    share) and :class:`jaxgan.parallel.BatchSizeError` for a batch the devices cannot split,
+    all before training.
     """
     check_loop_config(config)
     sizes = check_batch_sizes(family, config)
@@ -465,22 +554,55 @@ def run(
     is_chief = jax.process_index() == 0
     signature = family.signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
-    seed = int(config.seed)
+    seeds = study_seeds(config)
+    # one config per run: the single run, or each replica of a study as the run of its seed
+    members = [seed_config(config, s) for s in seeds] if seeds else [config]
 
     def mesh_at(stage: int) -> jax.sharding.Mesh:
-        return mesh_for([sizes[min(stage, len(sizes) - 1)]])
+        size = [sizes[min(stage, len(sizes) - 1)]]
+        return study_mesh_for(len(seeds), size) if seeds else mesh_for(size)
+
+    def place(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
+        """A state or key onto ``mesh``: replicated, or a study's split over 'replica'."""
+        if not seeds:
+            return parallel.replicate(tree, mesh)
+        return parallel.replicate(tree, mesh, parallel.replica_sharding(mesh))
+
+    def created(make: Callable[[ml_collections.ConfigDict], PyTree], mesh: jax.sharding.Mesh
+                ) -> PyTree:
+        """``make(config)`` of every run (stacked in a study), placed on ``mesh``. On one
+        process made, then placed, so weights a family loads from files (``config.init``)
+        are not traced into the program as constants; on several, made inside jit (no
+        device_put onto devices a process cannot address)."""
+        def build_all():
+            return make(config) if not seeds else stack_replicas([make(c) for c in members])
+        if not _multi():
+            return place(build_all(), mesh)
+        sharding = (parallel.replica_sharding(mesh) if seeds
+                    else parallel.replicated_sharding(mesh))
+        return jax.jit(build_all, out_shardings=sharding)()
 
     def create(stage: int) -> PyTree:
-        """The initial state at ``stage``, replicated. On several processes it is created
-        inside jit (no device_put onto devices a process cannot address); on one it is
-        created, then placed, so weights a family loads from files (``config.init``) are
-        not traced into the program as constants."""
-        def init():
-            return family.create_state(config, jax.random.split(jax.random.key(seed))[0],
-                                       stage)
-        if not _multi():
-            return parallel.replicate(init(), mesh_at(stage))
-        return parallel.replicated(init, mesh_at(stage))()
+        """The initial state at ``stage``: from ``split(key(seed))[0]`` of each run."""
+        return created(lambda c: family.create_state(
+            c, jax.random.split(jax.random.key(int(c.seed)))[0], stage), mesh_at(stage))
+
+    def make_step_key(mesh: jax.sharding.Mesh) -> jax.Array:
+        return created(lambda c: jax.random.split(jax.random.key(int(c.seed)))[1], mesh)
+
+    def make_loader(stage: int, position: int) -> Iterator:
+        """The training batches from global batch ``position`` on (a study's: each run's
+        batch, stacked on a leading replica axis)."""
+        its = [_iterate_from(family.make_loader(c, stage, "train", True), position)
+               for c in members]
+        if not seeds:
+            return its[0]
+        return ({k: np.stack([b[k] for b in bs]) for k in bs[0]} for bs in zip(*its))
+
+    def make_step(mesh: jax.sharding.Mesh, stage: int) -> Callable:
+        if seeds:
+            return family.make_step(config, mesh, stage, replicas=True)
+        return family.make_step(config, mesh, stage)
 
     restored = {}
 
@@ -489,6 +611,7 @@ def run(
         is in ``meta`` (no grain iterator is restored: its state is per process)."""
         if meta:
             check_signature(workdir, meta, family.name, signature, default_signature(family))
+            check_study(workdir, meta, seeds)
         stage = int(meta.get("stage", 0))
         restored["position"] = int(meta.get("data_position", int(meta.get("step", 0))
                                             - family.stage_start(config, stage)))
@@ -504,10 +627,10 @@ def run(
         _say(f"resumed {family.name} from {workdir}/checkpoints at step {start}")
     stage = family.stage_of(state)
     mesh = mesh_at(stage)
-    iterator = _iterate_from(family.make_loader(config, stage, "train", True), position)
+    iterator = make_loader(stage, position)
     if is_chief:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    step = int(jax.device_get(state.step))
+    step = int(jax.device_get(state.step if not seeds else replica(state.step, 0, mesh)))
     num_steps = int(config.num_steps)
     if step > num_steps:
         ckpt.close()
@@ -518,18 +641,22 @@ def run(
     if step == num_steps and found is not None:
         _say(f"{family.name}: {workdir} is already at num_steps={num_steps}; pass a larger "
              "--config.num_steps to continue it")
-    step_fn = family.make_step(config, mesh, stage)
-    sample_inputs = family.sample_inputs(config)
-    writer = MetricWriter(workdir, step, enabled=is_chief)
-
-    def make_step_key(mesh: jax.sharding.Mesh) -> jax.Array:
-        return parallel.replicated(lambda: jax.random.split(jax.random.key(seed))[1], mesh)()
-
+    step_fn = make_step(mesh, stage)
+    sample_inputs = [family.sample_inputs(c) for c in members]
+    writer = MetricWriter(workdir, step, enabled=is_chief, seeds=seeds)
     step_key = make_step_key(mesh)
+
+    def runs(tree: PyTree) -> Iterator[tuple[int | None, ml_collections.ConfigDict, PyTree]]:
+        """(seed or None, config, state) of each run, a study's replicas one by one."""
+        if not seeds:
+            yield None, config, tree
+            return
+        for k, c in enumerate(members):
+            yield seeds[k], c, replica(tree, k, mesh)
 
     def meta() -> dict:
         return {"family": family.name, "signature": signature, "stage": family.stage_of(state),
-                "step": step, "data_position": position,
+                "step": step, "data_position": position, "seeds": list(seeds or ()),
                 "config": json.loads(config.to_json_best_effort())}
 
     def save(force: bool = False) -> None:
@@ -537,46 +664,64 @@ def run(
 
     def write_samples() -> None:
         # every process renders (the state spans all of them); process 0 writes
-        images = jax.device_get(family.render_samples(config, state, sample_inputs))
-        if is_chief:
-            save_png(workdir / "samples" / f"step_{step:07d}.png",
-                     image_grid(images, columns=family.grid_columns))
+        for (seed, c, s), inputs in zip(runs(state), sample_inputs, strict=True):
+            images = jax.device_get(family.render_samples(c, s, inputs))
+            if is_chief:
+                where = workdir / "samples" / ("" if seed is None else f"seed_{seed}")
+                save_png(where / f"step_{step:07d}.png",
+                         image_grid(images, columns=family.grid_columns))
+
+    def log_scalars() -> list[tuple[int | None, dict[str, float]]]:
+        """(seed or None, scalars) of the latest step, one pair per run."""
+        if not seeds:
+            return [(None, _host_scalars(metrics))]
+        return list(zip(seeds, _replica_scalars(metrics, len(seeds)), strict=True))
+
+    def check_finite() -> None:
+        """NonFiniteLossError if a step since the last check was not finite (naming a
+        study's seeds that were not)."""
+        ok = np.atleast_1d(np.asarray(jax.device_get(True if ok_flag is None else ok_flag)))
+        if ok.all():
+            return
+        bad = [i for i in range(len(ok)) if not ok[i]]
+        which = " of seed " + ", ".join(str(seeds[i]) for i in bad) if seeds else ""
+        raise NonFiniteLossError(_nonfinite_message(step, log_scalars()[bad[0]][1], ckpt,
+                                                    workdir, which))
 
     def say(line: str) -> None:
         if is_chief:
             bar.write(line)
 
     ok_flag = None  # the finite flags of the steps since the last check, on the device
-    window_t, window_images, window_steps = time.perf_counter(), 0, 0
+    window_t, window_images = time.perf_counter(), 0
     bar = tqdm.tqdm(
         total=num_steps, initial=step, unit="step", dynamic_ncols=True, disable=not is_chief,
         mininterval=1.0 if sys.stderr.isatty() else 10.0, desc=family.name,
     )
     _say(f"{family.name}: training to step {num_steps} in {workdir} "
-         f"({mesh.devices.size} {jax.default_backend()} device(s)"
+         + (f"({len(seeds)} seeds {','.join(map(str, seeds))} as one program) " if seeds else "")
+         + f"({mesh.devices.size} {jax.default_backend()} device(s)"
          + (f" over {jax.process_count()} processes)" if _multi() else ")"))
-
-    def all_finite() -> bool:
-        return ok_flag is None or bool(jax.device_get(ok_flag))
 
     steps = memory.StepMemory(say)  # JAXGAN_CPU_MALLOC=1 on the CPU: freed memory held
     try:
         with _Preemption() as preemption:
             while step < num_steps:
                 if family.grow is not None:
-                    grown = family.grow(config, state, step)
+                    # every replica grows at the same step: its clock is the step count
+                    grown = (family.grow(config, state, step) if not seeds else
+                             jax.vmap(functools.partial(family.grow, members[0], step=step))(state))
                     if grown is not None:
                         stage = family.stage_of(grown)
                         if mesh_at(stage) != mesh:
                             mesh = mesh_at(stage)
-                            step_key = make_step_key(mesh)
+                            step_key = place(step_key, mesh)
                             if ok_flag is not None:
                                 ok_flag = parallel.replicate(ok_flag, mesh)
-                        state = parallel.replicate(grown, mesh)
-                        iterator = _iterate_from(
-                            family.make_loader(config, stage, "train", True), 0)
+                        state = place(grown, mesh)
+                        iterator = make_loader(stage, 0)
                         position = 0
-                        step_fn = family.make_step(config, mesh, stage)
+                        step_fn = make_step(mesh, stage)
                         say(f"step {step}: growing to stage {stage}")
                 batch = parallel.shard_batch(next(iterator), mesh)
                 position += 1
@@ -584,54 +729,63 @@ def run(
                 finite = metrics["finite"].astype(bool)
                 ok_flag = finite if ok_flag is None else ok_flag & finite
                 step += 1
-                window_steps += 1
-                window_images += _batch_size_of(batch)
+                window_images += int(np.prod(next(iter(batch.values())).shape[:1 + bool(seeds)]))
                 bar.update(1)
                 last = step == num_steps
                 if step % int(config.log_every) == 0 or last:
-                    scalars = _host_scalars(metrics)
-                    if not all_finite():
-                        raise NonFiniteLossError(_nonfinite_message(step, scalars, ckpt, workdir))
-                    scalars.pop("finite", None)
+                    check_finite()
+                    rows = log_scalars()
                     dt = time.perf_counter() - window_t
-                    writer.write(step, scalars)
-                    rate = window_images / max(dt, 1e-9)
-                    shown = sorted((k for k in scalars if k.endswith("loss")),
+                    for seed, scalars in rows:
+                        scalars.pop("finite", None)
+                        writer.write(step, scalars, seed)
+                    mean = {k: float(np.mean([sc[k] for _, sc in rows])) for k in rows[0][1]}
+                    shown = sorted((k for k in mean if k.endswith("loss")),
                                    key=lambda k: (k not in ("d_loss", "g_loss"), k))[:4]
-                    bar.set_postfix({"img/s": f"{rate:.1f}",
-                                     **{k: f"{scalars[k]:.3f}" for k in shown}})
-                    window_t, window_images, window_steps = time.perf_counter(), 0, 0
+                    bar.set_postfix({"img/s": f"{window_images / max(dt, 1e-9):.1f}",
+                                     **{k: f"{mean[k]:.3f}" for k in shown}})
+                    window_t, window_images = time.perf_counter(), 0
                 if int(config.sample_every) and (step % int(config.sample_every) == 0 or last):
                     with steps.other_program():  # freed memory released, as at compiles
                         write_samples()
                 if evaluate is not None and int(config.eval_every) and (
                         step % int(config.eval_every) == 0 or last):
-                    with steps.other_program():
-                        results = evaluate(config, state, step)
-                    if results:
-                        writer.write(step, {f"eval/{k}": v for k, v in results.items()})
-                        say(f"step {step}: " + ", ".join(f"{k} {v:.4g}"
-                                                         for k, v in results.items()))
+                    for seed, c, s in runs(state):
+                        with steps.other_program():
+                            results = evaluate(c, s, step)
+                        if results:
+                            writer.write(step, {f"eval/{k}": v for k, v in results.items()},
+                                         seed)
+                            say(f"step {step}" + ("" if seed is None else f" seed {seed}")
+                                + ": " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
                 stop = preemption.reached(ckpt, step)
                 if stop:
-                    if not all_finite():
-                        raise NonFiniteLossError(
-                            _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
+                    check_finite()
                     save(force=True)
                     ckpt.wait()
                     say(f"{stop}: saved checkpoint at step {step} in {workdir}; run the same "
                         "command to resume")
                     break
                 if step % int(config.checkpoint_every) == 0 or last:
-                    if not all_finite():
-                        raise NonFiniteLossError(
-                            _nonfinite_message(step, _host_scalars(metrics), ckpt, workdir))
+                    check_finite()
                     save()
     finally:
         bar.close()
         ckpt.close()
         writer.close()
     return state
+
+
+def check_study(workdir: epath.PathLike, meta: dict, seeds: tuple[int, ...] | None) -> None:
+    """Refuse to resume a checkpoint of another set of seeds (a study of other seeds, or a
+    single run as a study and the reverse), naming the override that resumes it."""
+    saved = tuple(meta.get("seeds") or ())
+    if saved != tuple(seeds or ()):
+        what = (f"a study of seeds {','.join(map(str, saved))}" if saved else "a single run")
+        fix = (f"--config.seeds={','.join(map(str, saved))}" if saved else "--config.seeds=''")
+        ours = f"seeds {','.join(map(str, seeds))}" if seeds else "a single run"
+        raise WorkdirError(f"workdir {workdir} holds {what}, but this run is {ours}. Pass {fix} "
+                           "to resume it, or another --workdir to start a new one.")
 
 
 def _iterate_from(loader: Any, position: int) -> Iterator:
@@ -644,14 +798,14 @@ def _iterate_from(loader: Any, position: int) -> Iterator:
     return iterator
 
 
-def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: epath.Path
-                       ) -> str:
+def _nonfinite_message(step: int, scalars: dict, ckpt: Checkpointer, workdir: epath.Path,
+                       which: str = "") -> str:
     kept = ckpt.latest_step()
     where = (f"the last good checkpoint (step {kept}) is kept in {workdir}/checkpoints"
              if kept is not None else "no checkpoint had been written yet")
     losses = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k != "finite")
-    return (f"non-finite loss by step {step} ({losses}); training stopped and the bad update was "
-            f"not applied; {where}. Lower the learning rate or check the data for NaNs, then "
+    return (f"non-finite loss{which} by step {step} ({losses}); training stopped and the bad "
+            f"update was not applied; {where}. Lower the learning rate or check the data for NaNs, then "
             "rerun (it resumes from that checkpoint).")
 
 
@@ -669,7 +823,8 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
     """(state, step, config) of the latest checkpoint in ``workdir``.
 
     ``config=None`` takes the config saved with the checkpoint; a given config must describe
-    the same model (else :class:`WorkdirError`).
+    the same model (else :class:`WorkdirError`). A study's checkpoint gives every replica
+    stacked (:func:`replica` takes one) and a config whose ``seeds`` are the study's.
     """
     path, ckpt = _read_checkpoints(workdir)
 
@@ -679,8 +834,14 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
         cfg = saved_config(family, meta["config"]) if config is None else config
         check_signature(path, meta, family.name, family.signature(cfg),
                         default_signature(family))
+        seeds = tuple(meta.get("seeds") or ())
+        if seeds:
+            cfg = ml_collections.ConfigDict(cfg.to_dict())
+            cfg.seeds = ",".join(map(str, seeds))
         chosen["config"] = cfg
-        return family.create_state(cfg, jax.random.key(0), int(meta.get("stage", 0))), None
+        stage = int(meta.get("stage", 0))
+        template = family.create_state(cfg, jax.random.key(0), stage)
+        return (stack_replicas([template] * len(seeds)) if seeds else template), None
 
     try:
         found = ckpt.restore_newest(build)

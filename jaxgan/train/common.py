@@ -109,9 +109,15 @@ def adam(opt: ml_collections.ConfigDict, learning_rate: float | optax.Schedule |
     return optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
 
 
+@functools.lru_cache(maxsize=64)
+def _vmapped(step: Callable) -> Callable:
+    return jax.vmap(step)
+
+
 def make_train_step(train_step: Callable, config: ml_collections.ConfigDict,
                     mesh: jax.sharding.Mesh | None = None, *, jit: bool = True,
-                    donate: bool = True, compiler_options: dict | None = None) -> Callable:
+                    donate: bool = True, compiler_options: dict | None = None,
+                    replicas: bool = False) -> Callable:
     """``step(state, batch, key) -> (state, metrics)``: a family's pure
     ``train_step(config, state, batch, key)`` bound to ``config``.
 
@@ -120,10 +126,16 @@ def make_train_step(train_step: Callable, config: ml_collections.ConfigDict,
     ``'data'`` and the state and key replicated (:func:`jaxgan.parallel.jit_step`, which
     also takes ``compiler_options`` for XLA). Equal configs share one traced function
     (:func:`bind_config`), so jax reuses its compilations across calls.
+
+    ``replicas``: the step of a study, ``jax.vmap`` over a leading replica axis of state,
+    batch, key and metrics (one independent run per index; on a ``('replica', 'data')``
+    mesh from :func:`jaxgan.parallel.make_study_mesh`).
     """
     from jaxgan import parallel
 
     step = bind_config(train_step, config)
+    if replicas:
+        step = _vmapped(step)
     if not jit:
         return step
     return parallel.jit_step(step, mesh, donate=donate, compiler_options=compiler_options)
