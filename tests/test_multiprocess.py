@@ -5,7 +5,8 @@ evaluation and sample grids of the fixed validation pairs; a SIGTERM to one of t
 processes makes both save the same step, and both resume to the uninterrupted result; a PGGAN
 checkpoint written by 2 processes in a fade resumes on 1; a workdir the processes do not share
 is refused before training (through the CLI, with --coordinator_address/--num_processes/
---process_id).
+--process_id); a 2-seed DCGAN study as 2 processes (each holding its rows of both replicas'
+batches) equals it as 1.
 
 Every run is a subprocess with a timeout: on a timeout all of a session's processes are
 killed and the test fails showing every log. The 2-process results equal the 1-process ones
@@ -77,11 +78,15 @@ if "preempt_at" in args:  # SIGTERM to one process after that many steps of this
 
     family.make_step = make
 state = runner.run(family, c, args["workdir"], evaluate=exp.evaluate)
+if runner.study_seeds(c):  # a study's state, split over its replicas: whole on every process
+    from jax.sharding import NamedSharding, PartitionSpec
+    mesh = jax.tree.leaves(state)[0].sharding.mesh
+    state = jax.jit(lambda s: s, out_shardings=NamedSharding(mesh, PartitionSpec()))(state)
 if args.get("state_out") and jax.process_index() == 0:
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     np.savez(args["state_out"], **{jax.tree_util.keystr(path): np.asarray(jax.device_get(x))
                                    for path, x in leaves})
-print("RESULT", json.dumps({"step": int(jax.device_get(state.step)),
+print("RESULT", json.dumps({"step": int(np.max(jax.device_get(state.step))),
                             "process": jax.process_index()}), flush=True)
 '''
 
@@ -218,6 +223,26 @@ def test_dcgan_sigterm_to_one_of_two_processes_saves_one_step_and_resumes_on_bot
     assert sorted(scores[0]) == sorted(scores[1])
     np.testing.assert_allclose([scores[0][k] for k in sorted(scores[0])],
                                [scores[1][k] for k in sorted(scores[1])], rtol=1e-5)
+
+
+def test_dcgan_study_as_two_processes_equals_one(tmp_path):
+    # replicas over each process's 2 devices, each replica's batch over the 2 processes
+    study = {"seeds": "0,1", "eval_every": 6, "eval_num_images": 16, "eval_metrics": "swd"}
+    ref = run_session(tmp_path, "study_1x4", 1, 4, family="dcgan", workdir=str(tmp_path / "ref"),
+                      config=study, state_out=str(tmp_path / "ref.npz"))
+    two = run_session(tmp_path, "study_2x2", 2, 2, family="dcgan", workdir=str(tmp_path / "two"),
+                      config=study, state_out=str(tmp_path / "two.npz"))
+    ref.wait()
+    logs = two.wait()
+    assert "2 seeds 0,1 as one program" in logs[0]
+    assert [(r["step"], r["seed"], "d_loss" in r) for r in rows(tmp_path / "two")] == [
+        (s, k, True) for s in (2, 4, 6) for k in (0, 1)] + [(6, 0, False), (6, 1, False)]
+    assert "eval/swd_avg" in rows(tmp_path / "two")[-1]
+    assert_metrics_close(tmp_path / "two", tmp_path / "ref", rtol=1e-5)
+    assert_states_close(tmp_path / "two.npz", tmp_path / "ref.npz", atol=1e-6)
+    for seed in (0, 1):
+        assert sorted(os.listdir(tmp_path / "two" / "samples" / f"seed_{seed}")) == [
+            "step_0000003.png", "step_0000006.png"]
 
 
 def test_pggan_checkpoint_of_two_processes_mid_fade_resumes_on_one(tmp_path):

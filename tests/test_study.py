@@ -139,16 +139,16 @@ def test_dcgan_study_equals_single_runs_and_resumes_exactly(tmp_path):
 ], ids=["pggan", "pix2pix", "cyclegan"])
 def test_study_equals_single_runs(tmp_path, exp, config, steps):
     c = config()
-    c.num_steps, c.log_every, c.checkpoint_every, c.sample_every = steps, 1, steps, steps
+    c.num_steps, c.log_every, c.checkpoint_every, c.sample_every = steps, 1, steps, 0
     seeds = (0, 1)
     whole = runner.run(exp.family(), study_of(c, seeds), tmp_path / "study")
     rows = read_jsonl(tmp_path / "study" / "metrics.jsonl")
     # CycleGAN's biases before InstanceNorm: Adam moves them by up to lr per step
     bound = 2 * steps * c.optimizer.learning_rate if exp is cyclegan_exp else 0.0
-    for k, seed in enumerate(seeds):
-        alone = runner.run(exp.family(), single(c, seed), tmp_path / f"seed{seed}")
-        assert_replica_matches(whole, k, alone, bias_bound=bound)
-        assert_rows_match(rows, seed, read_jsonl(tmp_path / f"seed{seed}" / "metrics.jsonl"))
+    # replica 1, the one not at the default seed (the DCGAN test checks both)
+    alone = runner.run(exp.family(), single(c, 1), tmp_path / "seed1")
+    assert_replica_matches(whole, 1, alone, bias_bound=bound)
+    assert_rows_match(rows, 1, read_jsonl(tmp_path / "seed1" / "metrics.jsonl"))
     if exp is pggan_exp:
         assert int(whole.stage) == 1
 

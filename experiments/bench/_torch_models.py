@@ -108,11 +108,14 @@ def _requires_grad(m: nn.Module, flag: bool) -> None:
 
 
 class DCGANG(nn.Module):
-    def __init__(self, nz=100, ngf=64, nc=3):
+    """pytorch/examples' netG, at ``res`` = 2**k pixels (64: the reference) as jaxgan's."""
+
+    def __init__(self, nz=100, ngf=64, nc=3, res=64):
         super().__init__()
-        layers, ch = [], ngf * 8
+        n_up = res.bit_length() - 3  # log2(res) - 2
+        layers, ch = [], ngf * 2 ** (n_up - 1)
         layers += [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
-        for _ in range(3):
+        for _ in range(n_up - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(ch // 2), nn.ReLU()]
             ch //= 2
@@ -124,11 +127,13 @@ class DCGANG(nn.Module):
 
 
 class DCGAND(nn.Module):
-    def __init__(self, ndf=64, nc=3):
+    """pytorch/examples' netD, at ``res`` = 2**k pixels (64: the reference) as jaxgan's."""
+
+    def __init__(self, ndf=64, nc=3, res=64):
         super().__init__()
         layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
         ch = ndf
-        for _ in range(3):
+        for _ in range(res.bit_length() - 4):  # log2(res) - 3
             layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
                        nn.LeakyReLU(0.2)]
             ch *= 2
@@ -143,19 +148,22 @@ class DCGANStep:
     """D on reals and detached fakes (BCE, real + fake), Adam; G non-saturating through the
     updated D, Adam (the jaxgan.train.dcgan step)."""
 
-    def __init__(self, batch: int):
-        self.g, self.d = DCGANG(), DCGAND()
-        self.og, self.od = _reference_gd(self.g, self.d, 3_576_704, 2_765_568)
-        self.real = torch.rand(batch, 3, 64, 64) * 2 - 1
+    def __init__(self, batch: int, res: int = 64, nc: int = 3, ngf: int = 64, ndf: int = 64,
+                 counts: tuple[int, int] = (3_576_704, 2_765_568)):
+        self.g, self.d = DCGANG(ngf=ngf, nc=nc, res=res), DCGAND(ndf=ndf, nc=nc, res=res)
+        self.og, self.od = _reference_gd(self.g, self.d, *counts)
+        self.real = torch.rand(batch, nc, res, res) * 2 - 1
         self.batch = batch
 
-    def __call__(self):
-        z = torch.randn(self.batch, 100)
+    def __call__(self, real: torch.Tensor | None = None):
+        """One step on ``real`` (N, C, R, R) in [-1, 1] (default: a fixed random batch)."""
+        real = self.real if real is None else real
+        z = torch.randn(len(real), 100)
         with amp():
             fake = self.g(z)
         self.od.zero_grad(set_to_none=True)
         with amp():
-            lr_ = self.d(self.real)
+            lr_ = self.d(real)
             lf_ = self.d(fake.detach())
             d_loss = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_))
                       + F.binary_cross_entropy_with_logits(lf_, torch.zeros_like(lf_)))
