@@ -2,13 +2,15 @@
 PyTorch reference trained with the same config, data and steps, and the held-out real images.
 
     python experiments/bench/quality.py --family dcgan --seeds 0,1,2 [--steps N] [--out DIR]
-    python experiments/bench/quality.py --family pggan --seeds 0,1,2 --no-torch
+    python experiments/bench/quality.py --family pggan --seeds 0,1,2 --no-torch --separate
 
 Rows:
 * ``jaxgan``: the family's CPU default (``jaxgan/configs/<family>.py``) trained as one study
   (``config.seeds``, ``train_and_evaluate``, as ``python -m jaxgan.experiments.<family>
   --config.seeds=...``) in ``DIR/<family>_study``; its final generator per seed (DCGAN: the
-  running BatchNorm averages; PGGAN: the EMA generator, clipped to [-1, 1]).
+  running BatchNorm averages; PGGAN: the EMA generator, clipped to [-1, 1]). ``--separate``
+  trains the seeds as single runs one after another instead (``DIR/<family>_seed<k>``; the
+  same result to float32 round-off, and faster for PGGAN on a CPU: STUDY_RESULTS.md).
 * ``pytorch``: (DCGAN) the reference step of experiments/bench/_torch_models.py at the
   config's size, widths and batch (parameter counts asserted equal to jaxgan's), trained on
   the same batches (jaxgan's loader for that seed) for the same steps, ``torch.manual_seed``
@@ -162,6 +164,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="default: the config's num_steps")
     p.add_argument("--out", default="workdirs/quality")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--separate", action="store_true", help="train the seeds one by one")
     p.add_argument("--set", action="append", default=[],
                    help="a config override FIELD=VALUE (python literal), e.g. ema_decay=0.99")
     a = p.parse_args()
@@ -189,8 +192,14 @@ def main() -> None:
           f"{accuracy:.4f}", flush=True)
     rows: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
-    state = exp.train_and_evaluate(cfg, str(pathlib.Path(a.out) / f"{a.family}_study"))
-    print(f"jaxgan study trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    if a.separate:
+        states = [exp.train_and_evaluate(runner.seed_config(cfg, s),
+                                         str(pathlib.Path(a.out) / f"{a.family}_seed{s}"))
+                  for s in seeds]
+        state = runner.stack_replicas(states)
+    else:
+        state = exp.train_and_evaluate(cfg, str(pathlib.Path(a.out) / f"{a.family}_study"))
+    print(f"jaxgan trained in {time.perf_counter() - t0:.0f} s", flush=True)
     step = int(cfg.num_steps)
     rows["jaxgan"] = [score(runner.seed_config(cfg, s), exp._sample_fn(
         runner.seed_config(cfg, s), runner.replica(state, k)), step, classify)
