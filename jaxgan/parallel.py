@@ -123,11 +123,13 @@ def replicate(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> A
     return jax.jit(lambda t: t, out_shardings=sharding)(tree)
 
 
-def replicated(fn: Callable[[], Any], mesh: Mesh) -> Callable[[], Any]:
-    """``fn`` (no array arguments) jitted with every output replicated on ``mesh``: how a
-    state or key is created on all processes at once, with no host-to-device copy onto
-    devices a process cannot address."""
-    return jax.jit(fn, out_shardings=replicated_sharding(mesh))
+def replicated(fn: Callable[[], Any], mesh: Mesh, sharding: NamedSharding | None = None
+               ) -> Callable[[], Any]:
+    """``fn`` (no array arguments) jitted with every output replicated on ``mesh`` (or laid
+    out as ``sharding``, e.g. :func:`replica_sharding`): how a state or key is created on
+    all processes at once, with no host-to-device copy onto devices a process cannot
+    address."""
+    return jax.jit(fn, out_shardings=replicated_sharding(mesh) if sharding is None else sharding)
 
 
 class BatchSizeError(ValueError):

@@ -135,8 +135,12 @@ def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
     devices = jax.devices()
     if _multi():
         return parallel.make_mesh(devices)
-    usable = max(d for d in range(1, len(devices) + 1) if all(b % d == 0 for b in batch_sizes))
-    return parallel.make_mesh(devices[:usable])
+    return parallel.make_mesh(devices[:_dividing_all(len(devices), batch_sizes)])
+
+
+def _dividing_all(limit: int, batch_sizes: list[int]) -> int:
+    """The largest device count up to ``limit`` that divides every batch size."""
+    return max(d for d in range(1, limit + 1) if all(b % d == 0 for b in batch_sizes))
 
 
 def study_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
@@ -176,9 +180,7 @@ def study_mesh_for(replicas: int, batch_sizes: list[int]) -> jax.sharding.Mesh:
     r = max(d for d in range(1, replicas + 1) if replicas % d == 0 and local % d == 0)
     if _multi():
         return parallel.make_study_mesh(r, jax.device_count() // r)
-    rest = jax.device_count() // r
-    data = max(d for d in range(1, rest + 1) if all(b % d == 0 for b in batch_sizes))
-    return parallel.make_study_mesh(r, data)
+    return parallel.make_study_mesh(r, _dividing_all(jax.device_count() // r, batch_sizes))
 
 
 def stack_replicas(states: list[PyTree]) -> PyTree:
@@ -487,20 +489,15 @@ class _Preemption:
             signal.signal(s, previous)
 
 
-def _host_scalars(metrics: dict) -> dict[str, float]:
+def _host_scalars(metrics: dict, seeds: tuple[int, ...] | None
+                  ) -> list[tuple[int | None, dict[str, float]]]:
+    """(seed or None, scalars) of each run: a single run's scalar metrics, or a study's
+    (each ``[K]``) one dict per replica."""
     host = jax.device_get(metrics)
-    return {k: float(np.asarray(v)) for k, v in host.items() if np.ndim(v) == 0}
-
-
-def _replica_scalars(metrics: dict, count: int) -> list[dict[str, float]]:
-    """A study's metrics (each ``[K]``) as one dict of scalars per replica."""
-    host = jax.device_get(metrics)
-    return [{k: float(np.asarray(v)[i]) for k, v in host.items() if np.ndim(v) == 1}
-            for i in range(count)]
-
-
-def _batch_size_of(batch: dict) -> int:
-    return int(next(iter(batch.values())).shape[0])
+    if not seeds:
+        return [(None, {k: float(np.asarray(v)) for k, v in host.items() if np.ndim(v) == 0})]
+    return [(seed, {k: float(np.asarray(v)[i]) for k, v in host.items() if np.ndim(v) == 1})
+            for i, seed in enumerate(seeds)]
 
 
 def check_loop_config(config: ml_collections.ConfigDict) -> None:
@@ -578,9 +575,8 @@ def run(
             return make(config) if not seeds else stack_replicas([make(c) for c in members])
         if not _multi():
             return place(build_all(), mesh)
-        sharding = (parallel.replica_sharding(mesh) if seeds
-                    else parallel.replicated_sharding(mesh))
-        return jax.jit(build_all, out_shardings=sharding)()
+        return parallel.replicated(build_all, mesh,
+                                   parallel.replica_sharding(mesh) if seeds else None)()
 
     def create(stage: int) -> PyTree:
         """The initial state at ``stage``: from ``split(key(seed))[0]`` of each run."""
@@ -671,12 +667,6 @@ def run(
                 save_png(where / f"step_{step:07d}.png",
                          image_grid(images, columns=family.grid_columns))
 
-    def log_scalars() -> list[tuple[int | None, dict[str, float]]]:
-        """(seed or None, scalars) of the latest step, one pair per run."""
-        if not seeds:
-            return [(None, _host_scalars(metrics))]
-        return list(zip(seeds, _replica_scalars(metrics, len(seeds)), strict=True))
-
     def check_finite() -> None:
         """NonFiniteLossError if a step since the last check was not finite (naming a
         study's seeds that were not)."""
@@ -685,8 +675,8 @@ def run(
             return
         bad = [i for i in range(len(ok)) if not ok[i]]
         which = " of seed " + ", ".join(str(seeds[i]) for i in bad) if seeds else ""
-        raise NonFiniteLossError(_nonfinite_message(step, log_scalars()[bad[0]][1], ckpt,
-                                                    workdir, which))
+        raise NonFiniteLossError(_nonfinite_message(
+            step, _host_scalars(metrics, seeds)[bad[0]][1], ckpt, workdir, which))
 
     def say(line: str) -> None:
         if is_chief:
@@ -734,7 +724,7 @@ def run(
                 last = step == num_steps
                 if step % int(config.log_every) == 0 or last:
                     check_finite()
-                    rows = log_scalars()
+                    rows = _host_scalars(metrics, seeds)
                     dt = time.perf_counter() - window_t
                     for seed, scalars in rows:
                         scalars.pop("finite", None)
