@@ -33,13 +33,6 @@ def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collection
     return c
 
 
-def _grow(config, state, step):
-    stage = state.stage
-    if stage + 1 >= T.num_stages(config) or step < T.stage_start_step(config, stage + 1):
-        return None
-    return T.grow(stage_config(config, stage + 1), state)
-
-
 def _loader(config, stage, split, training):
     res = T.stage_resolution(stage)
     return _shared.make_loader(
@@ -72,14 +65,13 @@ def family() -> runner.Family:
         make_loader=_loader,
         sample_inputs=_sample_inputs,
         render_samples=lambda config, state, z: T.generate(config, state, z),
-        sample_fn=_sample_fn,
-        stage_of=lambda state: int(state.stage),
-        grow=_grow,
-        stage_start=T.stage_start_step,
-        stage_name=lambda stage: (f"stage {stage} ({T.stage_resolution(stage)}x"
-                                  f"{T.stage_resolution(stage)}, schedule.batch_size_per_stage)"),
-        batch_sizes=lambda config: [T.stage_batch_size(config, s)
-                                    for s in range(T.num_stages(config))],
+        growth=runner.Growth(
+            batch_sizes=lambda config: [T.stage_batch_size(config, s)
+                                        for s in range(T.num_stages(config))],
+            start=T.stage_start_step,
+            grow=lambda config, state, stage: T.grow(stage_config(config, stage), state),
+            name=lambda stage: (f"stage {stage} ({T.stage_resolution(stage)}x"
+                                f"{T.stage_resolution(stage)}, schedule.batch_size_per_stage)")),
         signature=lambda config: {"model": config.model.to_dict(),
                                   "resolution": config.resolution,
                                   "channels": config.channels},

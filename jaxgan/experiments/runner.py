@@ -66,6 +66,24 @@ class WorkdirError(RuntimeError):
     """The workdir cannot be used (unwritable, or it holds a different model's run)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Growth:
+    """How a family that grows (PGGAN) changes stage. The runner keeps the clock: at step
+    ``start(config, s)`` it grows every run (every replica of a study) to stage ``s``.
+
+    Attributes:
+      batch_sizes: (config) -> each stage's global batch size, one per stage.
+      start: (config, stage) -> the step at which ``stage`` (and its loader) begins.
+      grow: (config, state, stage) -> one run's state grown to ``stage``.
+      name: (stage) -> how errors name a stage ("stage 2 (16x16)").
+    """
+
+    batch_sizes: Callable[[ml_collections.ConfigDict], list[int]]
+    start: Callable[[ml_collections.ConfigDict, int], int]
+    grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree]
+    name: Callable[[int], str]
+
+
 @dataclasses.dataclass
 class Family:
     """What the loop needs to know about a GAN family.
@@ -73,20 +91,14 @@ class Family:
     Attributes:
       name: "dcgan", "pix2pix", "cyclegan" or "pggan".
       create_state: (config, key, stage) -> state.
-      make_step: (config, mesh, stage) -> jitted step(state, batch, key) -> (state, metrics).
-      make_loader: (config, stage, split, seed, training) -> jaxgan.data.Loader.
+      make_step: (config, mesh, stage, **kw) -> jitted step(state, batch, key) ->
+        (state, metrics) (``replicas=True``: the study's vmapped step).
+      make_loader: (config, stage, split, training) -> jaxgan.data.Loader.
       sample_inputs: (config) -> host arrays fixed for the whole run (latents or
         validation inputs), a function of ``config.seed`` only.
       render_samples: (config, state, inputs) -> (N, H, W, C) float images in [-1, 1].
-      sample_fn: optional (config, state) -> (key, n) -> images, for the evaluation hook.
-      stage_of: (state) -> the state's static stage (0 for families without stages).
-      grow: optional (config, state) -> state at the next stage, or None when not yet due;
-        called on the host before every step (PGGAN).
       signature: (config) -> a JSON-able description of the model, checked on resume.
-      batch_sizes: (config) -> every global batch size the run uses (sizes the mesh).
-      stage_start: (config, stage) -> the step at which ``stage`` (and its loader) begins:
-        the data position of checkpoints written before it was saved with them.
-      stage_name: (stage) -> how errors name a stage ("stage 2 (16x16)").
+      growth: the stages of a family that grows (None: one stage, ``config.batch_size``).
       grid_columns: images per row of a sample grid (None: square).
       default_config: optional () -> the family's library defaults
         (``jaxgan.train.<family>.default_config``). A checkpoint written before a config
@@ -103,13 +115,7 @@ class Family:
     sample_inputs: Callable[[ml_collections.ConfigDict], Any]
     render_samples: Callable[[ml_collections.ConfigDict, PyTree, Any], jax.Array]
     signature: Callable[[ml_collections.ConfigDict], dict]
-    sample_fn: Callable[[ml_collections.ConfigDict, PyTree], Callable] | None = None
-    stage_of: Callable[[PyTree], int] = lambda state: 0
-    grow: Callable[[ml_collections.ConfigDict, PyTree, int], PyTree | None] | None = None
-    batch_sizes: Callable[[ml_collections.ConfigDict], list[int]] = (
-        lambda config: [int(config.batch_size)])
-    stage_start: Callable[[ml_collections.ConfigDict, int], int] = lambda config, stage: 0
-    stage_name: Callable[[int], str] | None = None
+    growth: Growth | None = None
     grid_columns: int | None = None
     default_config: Callable[[], ml_collections.ConfigDict] | None = None
 
@@ -207,9 +213,9 @@ def check_batch_sizes(family: Family, config: ml_collections.ConfigDict) -> list
     workdir is touched (:class:`jaxgan.parallel.BatchSizeError` naming the stage and the
     nearest valid sizes); returns the sizes. On one process, says which stages leave devices
     idle and the sizes that would use them all."""
-    sizes = [int(b) for b in family.batch_sizes(config)]
-    name = family.stage_name or (lambda stage: "batch_size" if len(sizes) == 1
-                                 else f"stage {stage}")
+    growth = family.growth
+    sizes = [int(b) for b in growth.batch_sizes(config)] if growth else [int(config.batch_size)]
+    name = growth.name if growth else (lambda stage: "batch_size")
     parallel.check_batch_sizes([(name(i), b) for i, b in enumerate(sizes)])
     n = jax.device_count()
     seeds = study_seeds(config)
@@ -608,9 +614,9 @@ def run(
         if meta:
             check_signature(workdir, meta, family.name, signature, default_signature(family))
             check_study(workdir, meta, seeds)
-        stage = int(meta.get("stage", 0))
-        restored["position"] = int(meta.get("data_position", int(meta.get("step", 0))
-                                            - family.stage_start(config, stage)))
+        restored["stage"] = stage = int(meta.get("stage", 0))
+        start = family.growth.start(config, stage) if family.growth else 0
+        restored["position"] = int(meta.get("data_position", int(meta.get("step", 0)) - start))
         return create(stage), None
 
     found = ckpt.restore_newest(build)
@@ -621,7 +627,7 @@ def run(
         start, state, _, _ = found
         position = restored["position"]
         _say(f"resumed {family.name} from {workdir}/checkpoints at step {start}")
-    stage = family.stage_of(state)
+    stage = restored["stage"]
     mesh = mesh_at(stage)
     iterator = make_loader(stage, position)
     if is_chief:
@@ -650,8 +656,12 @@ def run(
         for k, c in enumerate(members):
             yield seeds[k], c, replica(tree, k, mesh)
 
+    def next_growth() -> int | None:
+        """The step at which the next stage begins (None at the last stage)."""
+        return family.growth.start(config, stage + 1) if stage + 1 < len(sizes) else None
+
     def meta() -> dict:
-        return {"family": family.name, "signature": signature, "stage": family.stage_of(state),
+        return {"family": family.name, "signature": signature, "stage": stage,
                 "step": step, "data_position": position, "seeds": list(seeds or ()),
                 "config": json.loads(config.to_json_best_effort())}
 
@@ -693,26 +703,26 @@ def run(
          + f"({mesh.devices.size} {jax.default_backend()} device(s)"
          + (f" over {jax.process_count()} processes)" if _multi() else ")"))
 
+    grow_at = next_growth()
     steps = memory.StepMemory(say)  # JAXGAN_CPU_MALLOC=1 on the CPU: freed memory held
     try:
         with _Preemption() as preemption:
             while step < num_steps:
-                if family.grow is not None:
-                    # every replica grows at the same step: its clock is the step count
-                    grown = (family.grow(config, state, step) if not seeds else
-                             jax.vmap(functools.partial(family.grow, members[0], step=step))(state))
-                    if grown is not None:
-                        stage = family.stage_of(grown)
-                        if mesh_at(stage) != mesh:
-                            mesh = mesh_at(stage)
-                            step_key = place(step_key, mesh)
-                            if ok_flag is not None:
-                                ok_flag = parallel.replicate(ok_flag, mesh)
-                        state = place(grown, mesh)
-                        iterator = make_loader(stage, 0)
-                        position = 0
-                        step_fn = make_step(mesh, stage)
-                        say(f"step {step}: growing to stage {stage}")
+                if grow_at is not None and step >= grow_at:
+                    stage += 1  # every run of a study grows at the same step
+                    grow = functools.partial(family.growth.grow, members[0], stage=stage)
+                    grown = grow(state) if not seeds else jax.vmap(grow)(state)
+                    if mesh_at(stage) != mesh:
+                        mesh = mesh_at(stage)
+                        step_key = place(step_key, mesh)
+                        if ok_flag is not None:
+                            ok_flag = parallel.replicate(ok_flag, mesh)
+                    state = place(grown, mesh)
+                    iterator = make_loader(stage, 0)
+                    position = 0
+                    step_fn = make_step(mesh, stage)
+                    grow_at = next_growth()
+                    say(f"step {step}: growing to stage {stage}")
                 batch = parallel.shard_batch(next(iterator), mesh)
                 position += 1
                 state, metrics = steps.run_step(step_fn, state, batch, step_key)
