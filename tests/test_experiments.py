@@ -147,10 +147,23 @@ def test_checkpoint_config_without_newer_fields_restores_with_their_defaults(tmp
         runner.restore_latest(without, None, str(tmp_path))
 
 
+@pytest.mark.parametrize("configs, geometry", [
+    (dcgan_cfg, {"image_size", "channels"}), (pggan_cfg, {"resolution", "channels"}),
+    (pix2pix_cfg, {"image_size", "in_channels", "out_channels"}),
+    (cyclegan_cfg, {"image_size", "in_channels", "out_channels"})])
+def test_model_signature_is_the_model_and_the_image_geometry(configs, geometry):
+    """The fields each family's checkpoints have recorded since they were first written: a
+    signature with more or fewer would refuse to resume them."""
+    config = configs.get_config()
+    signature = runner.model_signature(config)
+    assert set(signature) == {"model", *geometry}
+    assert signature["model"] == config.model.to_dict()
+
+
 def test_model_field_added_since_a_checkpoint_counts_as_its_default(tmp_path):
     """A checkpoint whose signature lacks a model field (written before it existed) resumes
     with that field at the family's default, and is refused with another value."""
-    ours = dcgan_exp.family().signature(tiny_dcgan())
+    ours = runner.model_signature(tiny_dcgan())
     old = json.loads(json.dumps(ours))
     del old["model"]["ndf"]  # as if ndf were added to jaxgan after this checkpoint
     meta = {"family": "dcgan", "signature": old}

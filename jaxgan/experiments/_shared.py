@@ -115,11 +115,6 @@ def fixed_pairs(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def paired_signature(config: ml_collections.ConfigDict) -> dict:
-    return {"model": config.model.to_dict(), "image_size": config.image_size,
-            "in_channels": config.in_channels, "out_channels": config.out_channels}
-
-
 def paired_family(name: str, train_module: Any, render: Callable) -> Any:
     """The runner.Family of a conditional family (no stages, {"A", "B"} batches)."""
     from jaxgan.experiments import runner
@@ -132,7 +127,6 @@ def paired_family(name: str, train_module: Any, render: Callable) -> Any:
         make_loader=paired_loader,
         sample_inputs=fixed_pairs,
         render_samples=render,
-        signature=paired_signature,
         grid_columns=1,
         default_config=train_module.default_config,
     )

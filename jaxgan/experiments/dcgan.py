@@ -42,9 +42,6 @@ def family() -> runner.Family:
         sample_inputs=_sample_inputs,
         # Samples in train mode (batch statistics of the fixed latents), as the reference.
         render_samples=lambda config, state, z: T.generate(config, state, z, train=True),
-        signature=lambda config: {"model": config.model.to_dict(),
-                                  "image_size": config.image_size,
-                                  "channels": config.channels},
         default_config=T.default_config,
     )
 

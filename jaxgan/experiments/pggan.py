@@ -72,9 +72,6 @@ def family() -> runner.Family:
             grow=lambda config, state, stage: T.grow(stage_config(config, stage), state),
             name=lambda stage: (f"stage {stage} ({T.stage_resolution(stage)}x"
                                 f"{T.stage_resolution(stage)}, schedule.batch_size_per_stage)")),
-        signature=lambda config: {"model": config.model.to_dict(),
-                                  "resolution": config.resolution,
-                                  "channels": config.channels},
         default_config=T.default_config,
     )
 

@@ -97,7 +97,6 @@ class Family:
       sample_inputs: (config) -> host arrays fixed for the whole run (latents or
         validation inputs), a function of ``config.seed`` only.
       render_samples: (config, state, inputs) -> (N, H, W, C) float images in [-1, 1].
-      signature: (config) -> a JSON-able description of the model, checked on resume.
       growth: the stages of a family that grows (None: one stage, ``config.batch_size``).
       grid_columns: images per row of a sample grid (None: square).
       default_config: optional () -> the family's library defaults
@@ -114,7 +113,6 @@ class Family:
     make_loader: Callable[..., Any]
     sample_inputs: Callable[[ml_collections.ConfigDict], Any]
     render_samples: Callable[[ml_collections.ConfigDict, PyTree, Any], jax.Array]
-    signature: Callable[[ml_collections.ConfigDict], dict]
     growth: Growth | None = None
     grid_columns: int | None = None
     default_config: Callable[[], ml_collections.ConfigDict] | None = None
@@ -401,6 +399,16 @@ def save_png(path: epath.PathLike, array: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 
+#: The config fields that fix a run's image geometry (each family has some of them).
+SHAPE_FIELDS = ("image_size", "resolution", "channels", "in_channels", "out_channels")
+
+
+def model_signature(config: ml_collections.ConfigDict) -> dict:
+    """What a checkpoint is a checkpoint of: ``config.model`` and the image geometry,
+    recorded with it and checked on resume (:func:`check_signature`)."""
+    return {"model": config.model.to_dict(),
+            **{k: config[k] for k in SHAPE_FIELDS if k in config}}
+
 
 #: ``config.model`` fields that choose how a model is computed, not what it is: a run may
 #: resume with other values (XLA's convolutions on a GPU, bfloat16 there), and checkpoints
@@ -555,7 +563,7 @@ def run(
     sizes = check_batch_sizes(family, config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    signature = family.signature(config)
+    signature = model_signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
     seeds = study_seeds(config)
     # one config per run: the single run, or each replica of a study as the run of its seed
@@ -832,7 +840,7 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
 
     def build(meta: dict) -> tuple[PyTree, None]:
         cfg = saved_config(family, meta["config"]) if config is None else config
-        check_signature(path, meta, family.name, family.signature(cfg),
+        check_signature(path, meta, family.name, model_signature(cfg),
                         default_signature(family))
         seeds = tuple(meta.get("seeds") or ())
         if seeds:
@@ -867,7 +875,7 @@ def saved_config(family: Family, saved: dict) -> ml_collections.ConfigDict:
 def default_signature(family: Family) -> dict | None:
     """The family's model signature at its default config (None without defaults)."""
     defaults = _defaults(family)
-    return None if defaults is None else family.signature(defaults)
+    return None if defaults is None else model_signature(defaults)
 
 
 def checkpoint_family(workdir: str) -> str:
