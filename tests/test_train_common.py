@@ -97,11 +97,14 @@ def test_commit_step_keeps_the_whole_state_bit_for_bit_when_not_finite(steps_bef
 def test_check_image_batch_and_key():
     ok = {"x": jnp.zeros((2, 4, 4, 3))}
     assert common.check_image_batch("fam", ok, {"x": (None, 4, 4, 3)}) == 2
-    with pytest.raises(ValueError, match=r"fam train_step: batch\['x'\] must be float32\[N, 4"
-                                         r", 4, 3\].*got float32\[2, 4, 4, 1\]"):
+    with pytest.raises(ValueError, match=r"fam train_step: batch\['x'\]: expected input of "
+                                         r"shape float32\[N, 4, 4, 3\], got float32\[2, 4, 4, 1\]"):
         common.check_image_batch("fam", {"x": jnp.zeros((2, 4, 4, 1))}, {"x": (None, 4, 4, 3)})
     with pytest.raises(ValueError, match="empty batch"):
         common.check_image_batch("fam", {"x": jnp.zeros((0, 4, 4, 3))}, {"x": (None, 4, 4, 3)})
+    with pytest.raises(ValueError, match=r"expected float32\[N, 4, 4, 3\] images.*got float16"):
+        common.check_image_batch("fam", {"x": jnp.zeros((2, 4, 4, 3), jnp.float16)},
+                                 {"x": (None, 4, 4, 3)})
     common.check_key("fam", jax.random.key(0))
     common.check_key("fam", jax.random.PRNGKey(0))  # raw uint32[2] keys work too
     with pytest.raises(ValueError, match="PRNG key"):

@@ -10,6 +10,7 @@ import chex
 import jax
 import numpy as np
 
+from jaxgan import checks
 from jaxgan.metrics.fid import FeatureStats, fid_from_stats, kernel_inception_distance
 from jaxgan.metrics.inception import FEATURE_DIM, InceptionFeatureExtractor, load_inception
 from jaxgan.metrics.ms_ssim import MSSSIMDiversity
@@ -20,17 +21,9 @@ _NEEDS_REALS = {"swd", "fid", "kid"}
 
 
 def _check_batch(images, n_expected: int | None, what: str) -> np.ndarray:
-    """Validate a batch (NHWC float in [-1, 1]) and return it as host float32."""
+    """Validate a batch (NHWC float in [-1, 1], finite) and return it as host float32."""
     images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"{what} must be NHWC (N, H, W, C) images, got shape {images.shape}")
-    if n_expected is not None and images.shape[0] != n_expected:
-        raise ValueError(f"{what} returned {images.shape[0]} images, {n_expected} were asked for")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(
-            f"{what} must be float images in [-1, 1], got dtype {images.dtype} (convert uint8 "
-            "with x / 127.5 - 1)"
-        )
+    checks.check_images(images, what, num=n_expected)
     images = images.astype(np.float32, copy=False)
     lo, hi = float(images.min()), float(images.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models._checks import check_images, check_latents, log2_int
+from jaxgan.checks import check_images, check_latents, log2_int
 from jaxgan.nn import Conv2d, ConvTranspose2d, Norm
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxgan.models._checks import check_images
+from jaxgan.checks import check_images
 from jaxgan.nn import Conv2d, Norm, check_norm
 
 

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models._checks import check_images
+from jaxgan.checks import check_images
 from jaxgan.nn import Conv2d, ConvTranspose2d, Norm, check_norm, reflect_pad
 
 

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxgan import checks
+
 __all__ = [
     "COMPUTE_DTYPES",
     "MixedPrecision",
@@ -299,14 +301,6 @@ def apply_model(
     return model.apply(variables, *args, train=train, rngs=rngs, **kwargs), batch_stats
 
 
-def _describe(x: Any) -> str:
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is None:
-        return f"a {type(x).__name__}"
-    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
-
-
 def check_image_batch(
     family: str,
     batch: Any,
@@ -319,7 +313,8 @@ def check_image_batch(
     Args:
       family: name used in the messages ('pix2pix', ...).
       batch: the step's batch; must be a mapping holding at least ``expected``'s keys.
-      expected: key -> expected shape ``(N, H, W, C)`` with ``None`` for any N.
+      expected: key -> expected shape ``(None, S, S, C)`` (square images, any N), checked
+        by :func:`jaxgan.checks.check_images`.
       same_batch_size: all entries must share N.
 
     Raises:
@@ -332,27 +327,15 @@ def check_image_batch(
             f"got {type(batch).__name__}"
         )
     sizes = {}
-    for name, shape in expected.items():
-        want = "float32[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+    for name, (_, size, _, c) in expected.items():
         if name not in batch:
             raise ValueError(
-                f"{family} train_step: batch is missing {name!r}: expected {want} images "
-                f"in [-1, 1]; got keys {sorted(batch)}"
+                f"{family} train_step: batch is missing {name!r}: expected float32[N, {size}, "
+                f"{size}, {c}] images in [-1, 1]; got keys {sorted(batch)}"
             )
-        x = batch[name]
-        got = _describe(x)
-        msg = (f"{family} train_step: batch[{name!r}] must be {want} images (NHWC) in "
-               f"[-1, 1]; got {got}")
-        if getattr(x, "shape", None) is None or len(x.shape) != len(shape):
-            raise ValueError(msg)
-        if x.dtype != jnp.float32:
-            raise ValueError(msg + " (convert with .astype(float32), scaled to [-1, 1])")
-        for d, w in zip(x.shape, shape, strict=True):
-            if w is not None and d != w:
-                raise ValueError(msg)
-        if x.shape[0] < 1:
-            raise ValueError(msg + " (empty batch)")
-        sizes[name] = int(x.shape[0])
+        checks.check_images(batch[name], f"{family} train_step: batch[{name!r}]", channels=c,
+                            size=size, dtype=jnp.float32)
+        sizes[name] = int(batch[name].shape[0])
     if same_batch_size and len(set(sizes.values())) > 1:
         raise ValueError(f"{family} train_step: batch entries differ in batch size: {sizes}")
     return next(iter(sizes.values()))
@@ -368,7 +351,7 @@ def check_key(family: str, key: Any) -> None:
         return
     raise ValueError(
         f"{family} train_step: key must be one PRNG key (jax.random.key(seed)); got "
-        f"{_describe(key)}"
+        f"{checks.describe(key)}"
     )
 
 
