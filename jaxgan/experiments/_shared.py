@@ -200,11 +200,11 @@ def generator_divisor(config: ml_collections.ConfigDict) -> int:
     """What the config's generator needs its input sides to be multiples of."""
     from jaxgan import models
     from jaxgan.experiments import translate
-    from jaxgan.train.pix2pix import _generator_overrides
+    from jaxgan.train.image_to_image import generator_kwargs
 
     mc = config.model
     g = models.create(mc.generator,
-                      **_generator_overrides(mc, config.in_channels, config.out_channels))
+                      **generator_kwargs(mc, config.in_channels, config.out_channels))
     return translate.size_divisor(g)
 
 

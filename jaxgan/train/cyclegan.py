@@ -28,16 +28,8 @@ import ml_collections
 from flax import struct
 
 from jaxgan import losses
-from jaxgan.train import common
-
-# Same models' overrides, schedule (constant then linear decay) and Adam pair as pix2pix.
-from jaxgan.train.pix2pix import (
-    _discriminator_overrides,
-    _generator_overrides,
-    _optimizers,
-    image_to_image_config,
-    learning_rate_schedule,
-)
+from jaxgan.train import common, image_to_image
+from jaxgan.train.image_to_image import learning_rate_schedule
 
 __all__ = [
     "CycleGANState",
@@ -77,8 +69,9 @@ def default_config() -> ml_collections.ConfigDict:
         (fine-tuning; :func:`init_from_torch`); '' = the reference init. The reference's G_A
         is ``g_ab``, G_B ``g_ba``, D_A (which judges domain B) ``d_b``, D_B ``d_a``.
     """
-    c = image_to_image_config(generator="resnet_9blocks", norm="instance", use_dropout=False,
-                              constant_steps=133_400, decay_steps=133_400)
+    c = image_to_image.base_config(generator="resnet_9blocks", norm="instance",
+                                   use_dropout=False, constant_steps=133_400,
+                                   decay_steps=133_400)
     c.pool_size = 50
     c.loss = ml_collections.ConfigDict({
         "gan": "lsgan", "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "d_scale": 0.5})
@@ -110,17 +103,19 @@ class CycleGANState(struct.PyTreeNode):
     pool_b_count: jax.Array
 
 
+def _networks(config: ml_collections.ConfigDict) -> dict[str, image_to_image.Network]:
+    """``{'g_ab', 'g_ba', 'd_a', 'd_b'}``: (registry name, overrides) of each network."""
+    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
+    g_kw, d_kw = image_to_image.generator_kwargs, image_to_image.discriminator_kwargs
+    return {"g_ab": (mc.generator, g_kw(mc, a_ch, b_ch)),
+            "g_ba": (mc.generator, g_kw(mc, b_ch, a_ch)),
+            "d_a": (mc.discriminator, d_kw(mc, a_ch)),
+            "d_b": (mc.discriminator, d_kw(mc, b_ch))}
+
+
 def build_models(config: ml_collections.ConfigDict) -> dict:
     """``{'g_ab', 'g_ba', 'd_a', 'd_b'}`` modules from the model registry."""
-    from jaxgan import models
-
-    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
-    return common.in_compute_dtype(config, {
-        "g_ab": models.create(mc.generator, **_generator_overrides(mc, a_ch, b_ch)),
-        "g_ba": models.create(mc.generator, **_generator_overrides(mc, b_ch, a_ch)),
-        "d_a": models.create(mc.discriminator, **_discriminator_overrides(mc, a_ch)),
-        "d_b": models.create(mc.discriminator, **_discriminator_overrides(mc, b_ch)),
-    })
+    return image_to_image.create_models(config, _networks(config))
 
 
 def _check_config(config) -> None:
@@ -143,7 +138,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANS
 
 def _init(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
     nets = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = image_to_image.optimizers(config)
     s, a_ch, b_ch = config.image_size, config.in_channels, config.out_channels
     img = {"a": jnp.zeros((1, s, s, a_ch), jnp.float32),
            "b": jnp.zeros((1, s, s, b_ch), jnp.float32)}
@@ -184,21 +179,14 @@ def init_from_torch(config: ml_collections.ConfigDict, state: CycleGANState,
         raise ValueError(f"cyclegan.init_from_torch: unknown network(s) {unknown}; the "
                          f"reference's are {', '.join(TORCH_NAMES)}")
     init = config.get("init") or {}
-    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
-    fields = {"g_ab": (mc.generator, _generator_overrides(mc, a_ch, b_ch)),
-              "g_ba": (mc.generator, _generator_overrides(mc, b_ch, a_ch)),
-              "d_a": (mc.discriminator, _discriminator_overrides(mc, a_ch)),
-              "d_b": (mc.discriminator, _discriminator_overrides(mc, b_ch))}
+    nets = _networks(config)
     g_params, g_stats = dict(state.g_params), dict(state.g_batch_stats)
     d_params, d_stats = dict(state.d_params), dict(state.d_batch_stats)
     for ref, net in TORCH_NAMES.items():
-        src = files.get(ref, init.get(f"torch_{ref}"))
-        if src is None or (isinstance(src, str) and not src):
-            continue
         params, stats = (g_params, g_stats) if net.startswith("g") else (d_params, d_stats)
-        name, kw = fields[net]
-        params[net], stats[net] = common.load_torch_variables(
-            f"init.torch_{ref}", src, name, params[net], stats[net], **kw)
+        params[net], stats[net] = image_to_image.load_torch_network(
+            f"init.torch_{ref}", files.get(ref, init.get(f"torch_{ref}")), nets[net],
+            params[net], stats[net])
     return state.replace(g_params=g_params, g_batch_stats=g_stats, d_params=d_params,
                          d_batch_stats=d_stats)
 
@@ -252,13 +240,11 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
       everything but ``step`` is kept (pools included) and ``finite`` is False.
     """
     _check_config(config)
-    s, lc = config.image_size, config.loss
-    common.check_image_batch("cyclegan", batch, {"A": (None, s, s, config.in_channels),
-                                                 "B": (None, s, s, config.out_channels)},
-                             same_batch_size=False)
+    image_to_image.check_batch("cyclegan", config, batch, same_batch_size=False)
     common.check_key("cyclegan", key)
     nets = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = image_to_image.optimizers(config)
+    lc = config.loss
     kind = lc.gan
     real_a, real_b = batch["A"], batch["B"]
     k_step = jax.random.fold_in(key, state.step)
@@ -335,8 +321,7 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
                         pool_b=pool_b, pool_b_count=pool_b_count)
     finite = common.tree_all_finite((metrics, g_grads, d_grads))
     new, metrics = common.commit_step(state, new, metrics, finite)
-    metrics["learning_rate"] = jnp.asarray(
-        learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)), jnp.float32)
+    metrics["learning_rate"] = image_to_image.learning_rate_metric(config, state.g_opt_state)
     return new, metrics
 
 
@@ -357,14 +342,9 @@ def translate(config: ml_collections.ConfigDict, state: CycleGANState, images: j
     """
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
-    if train and config.model.use_dropout and key is None:
-        raise ValueError("cyclegan.translate: train=True with dropout needs a PRNG key")
     name = "g_ab" if direction == "AtoB" else "g_ba"
-    return common.jit_bound(_translate, config, name, bool(train))(
-        state.g_params[name], state.g_batch_stats[name], images, key if train else None)
-
-
-def _translate(config, name, train, params, batch_stats, images, key):
-    net = build_models(config)[name]
-    return common.apply_model(net, params, batch_stats, images, train=train,
-                              dropout_key=key)[0]
+    channels = (config.in_channels, config.out_channels)
+    in_ch, out_ch = channels if name == "g_ab" else channels[::-1]
+    return image_to_image.translate("cyclegan", config, state.g_params[name],
+                                    state.g_batch_stats[name], images, in_ch, out_ch,
+                                    train=train, key=key)

@@ -13,18 +13,17 @@ Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import struct
 
 from jaxgan import losses
-from jaxgan.train import common
+from jaxgan.train import common, image_to_image
+from jaxgan.train.image_to_image import learning_rate_schedule
 
 __all__ = [
     "Pix2PixState",
@@ -37,32 +36,6 @@ __all__ = [
     "train_step",
     "translate",
 ]
-
-
-def image_to_image_config(*, generator: str, norm: str, use_dropout: bool,
-                          constant_steps: int, decay_steps: int) -> ml_collections.ConfigDict:
-    """The options pix2pix and CycleGAN share in the reference ([CG] base options): 256x256
-    3 -> 3 channel images, batch 1, load 286 + random flip, the model sub-config, Adam
-    (2e-4, 0.5, 0.999, 1e-8) and the constant-then-linear-decay schedule in steps."""
-    c = ml_collections.ConfigDict()
-    c.image_size = 256
-    c.in_channels = 3
-    c.out_channels = 3
-    c.batch_size = 1
-    c.seed = 0
-    c.data = ml_collections.ConfigDict({"load_size": 286, "random_flip": True})
-    c.model = ml_collections.ConfigDict({
-        "generator": generator, "num_downs": ml_collections.FieldReference(None, field_type=int),
-        "n_blocks": ml_collections.FieldReference(None, field_type=int),
-        "discriminator": "basic", "n_layers_d": 3,
-        "ngf": 64, "ndf": 64, "norm": norm, "use_dropout": use_dropout, "impl": "auto",
-        "dtype": "float32"})
-    c.optimizer = ml_collections.ConfigDict(
-        {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-8})
-    c.schedule = ml_collections.ConfigDict(
-        {"constant_steps": constant_steps, "decay_steps": decay_steps})
-    c.num_steps = c.schedule.get_ref("constant_steps") + c.schedule.get_ref("decay_steps")
-    return c
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -92,8 +65,8 @@ def default_config() -> ml_collections.ConfigDict:
         (fine-tuning; :func:`init_from_torch`); '' = the reference init. They must be the
         architecture ``model`` describes.
     """
-    c = image_to_image_config(generator="unet_256", norm="batch", use_dropout=True,
-                              constant_steps=40_000, decay_steps=40_000)
+    c = image_to_image.base_config(generator="unet_256", norm="batch", use_dropout=True,
+                                   constant_steps=40_000, decay_steps=40_000)
     c.loss = ml_collections.ConfigDict({"gan": "vanilla", "l1_weight": 100.0, "d_scale": 0.5})
     c.init = ml_collections.ConfigDict({"torch_G": "", "torch_D": ""})
     return c
@@ -112,50 +85,17 @@ class Pix2PixState(struct.PyTreeNode):
     d_opt_state: Any
 
 
-def _generator_overrides(mc, in_ch: int, out_ch: int) -> dict:
-    kw = {"in_channels": in_ch, "out_channels": out_ch, "ngf": mc.ngf, "norm": mc.norm,
-          "use_dropout": mc.use_dropout, "impl": mc.impl}
-    if mc.generator.startswith("unet") and mc.get("num_downs") is not None:
-        kw["num_downs"] = mc.num_downs
-    if mc.generator.startswith("resnet") and mc.get("n_blocks") is not None:
-        kw["n_blocks"] = mc.n_blocks
-    return kw
-
-
-def _discriminator_overrides(mc, in_ch: int) -> dict:
-    kw = {"in_channels": in_ch, "ndf": mc.ndf, "norm": mc.norm, "impl": mc.impl}
-    if mc.discriminator == "n_layers":
-        kw["n_layers"] = mc.n_layers_d
-    return kw
+def _networks(config: ml_collections.ConfigDict) -> dict[str, image_to_image.Network]:
+    """``{'g': A -> B generator, 'd': discriminator on concat(A, B)}``."""
+    mc, a_ch, b_ch = config.model, config.in_channels, config.out_channels
+    return {"g": (mc.generator, image_to_image.generator_kwargs(mc, a_ch, b_ch)),
+            "d": (mc.discriminator, image_to_image.discriminator_kwargs(mc, a_ch + b_ch))}
 
 
 def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
     """(generator A->B, discriminator on concat(A, B)) from the model registry."""
-    from jaxgan import models
-
-    mc = config.model
-    g = models.create(mc.generator,
-                      **_generator_overrides(mc, config.in_channels, config.out_channels))
-    d = models.create(mc.discriminator,
-                      **_discriminator_overrides(mc, config.in_channels + config.out_channels))
-    return common.in_compute_dtype(config, (g, d))
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant ``optimizer.learning_rate`` then linear decay to 0 (see module doc)."""
-    return common.linear_decay_schedule(config.optimizer.learning_rate,
-                                        config.schedule.constant_steps,
-                                        config.schedule.decay_steps)
-
-
-def _optimizers(config):
-    return _optimizers_cached(common.freeze(config))
-
-
-@functools.lru_cache(maxsize=32)
-def _optimizers_cached(config):
-    lr = learning_rate_schedule(config)
-    return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
+    nets = image_to_image.create_models(config, _networks(config))
+    return nets["g"], nets["d"]
 
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
@@ -168,7 +108,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixSt
 
 def _init(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = image_to_image.optimizers(config)
     kg, kd = jax.random.split(key)
     s = config.image_size
     a = jnp.zeros((1, s, s, config.in_channels), jnp.float32)
@@ -195,17 +135,13 @@ def init_from_torch(config: ml_collections.ConfigDict, state: Pix2PixState, *,
     init = config.get("init") or {}
     g = init.get("torch_G") if g is None else g
     d = init.get("torch_D") if d is None else d
-    mc = config.model
-    new = {}
-    if g is not None and (not isinstance(g, str) or g):
-        new["g_params"], new["g_batch_stats"] = common.load_torch_variables(
-            "init.torch_G", g, mc.generator, state.g_params, state.g_batch_stats,
-            **_generator_overrides(mc, config.in_channels, config.out_channels))
-    if d is not None and (not isinstance(d, str) or d):
-        new["d_params"], new["d_batch_stats"] = common.load_torch_variables(
-            "init.torch_D", d, mc.discriminator, state.d_params, state.d_batch_stats,
-            **_discriminator_overrides(mc, config.in_channels + config.out_channels))
-    return state.replace(**new)
+    nets = _networks(config)
+    g_params, g_bs = image_to_image.load_torch_network(
+        "init.torch_G", g, nets["g"], state.g_params, state.g_batch_stats)
+    d_params, d_bs = image_to_image.load_torch_network(
+        "init.torch_D", d, nets["d"], state.d_params, state.d_batch_stats)
+    return state.replace(g_params=g_params, g_batch_stats=g_bs, d_params=d_params,
+                         d_batch_stats=d_bs)
 
 
 def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: dict,
@@ -223,12 +159,10 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
       g_l1`` (the unweighted L1), ``learning_rate``, and bool ``finite``. When any loss or
       gradient is not finite, everything but ``step`` is kept and ``finite`` is False.
     """
-    s = config.image_size
-    common.check_image_batch("pix2pix", batch, {"A": (None, s, s, config.in_channels),
-                                                "B": (None, s, s, config.out_channels)})
+    image_to_image.check_batch("pix2pix", config, batch)
     common.check_key("pix2pix", key)
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = image_to_image.optimizers(config)
     kind, d_scale = config.loss.gan, config.loss.d_scale
     real_a, real_b = batch["A"], batch["B"]
     dropout_key = jax.random.fold_in(key, state.step)
@@ -272,9 +206,7 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
                         d_batch_stats=d_bs, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
     finite = common.tree_all_finite((metrics, d_grads, g_grads))
     new, metrics = common.commit_step(state, new, metrics, finite)
-    metrics["learning_rate"] = jnp.asarray(
-        learning_rate_schedule(config)(common.optimizer_count(state.g_opt_state)),
-        jnp.float32)
+    metrics["learning_rate"] = image_to_image.learning_rate_metric(config, state.g_opt_state)
     return new, metrics
 
 
@@ -292,12 +224,6 @@ def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Arr
     ``--eval``: pass ``train=True`` and a ``key`` for dropout to match it. Jitted (cached
     per config and mode).
     """
-    if train and config.model.use_dropout and key is None:
-        raise ValueError("pix2pix.translate: train=True with dropout needs a PRNG key")
-    return common.jit_bound(_translate, config, bool(train))(
-        state.g_params, state.g_batch_stats, a, key if train else None)
-
-
-def _translate(config, train, g_params, g_batch_stats, a, key):
-    g, _ = build_models(config)
-    return common.apply_model(g, g_params, g_batch_stats, a, train=train, dropout_key=key)[0]
+    return image_to_image.translate("pix2pix", config, state.g_params, state.g_batch_stats, a,
+                                    config.in_channels, config.out_channels, train=train,
+                                    key=key)
