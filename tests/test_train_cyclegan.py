@@ -157,10 +157,10 @@ def test_non_finite_loss_is_reported_and_not_trained_on():
 
 @pytest.mark.parametrize("a, b, match", [
     (np.zeros((N, S, S, 3), np.float32), np.zeros((N, S, S), np.float32),
-     r"batch\['B'\] must be float32\[N, 32, 32, 3\]"),
+     r"batch\['B'\]: expected .*float32\[N, 32, 32, 3\]"),
     (np.zeros((N, S, S, 3), np.int32), np.zeros((N, S, S, 3), np.float32), "int32"),
     (np.zeros((N, 16, 16, 3), np.float32), np.zeros((N, S, S, 3), np.float32),
-     r"batch\['A'\] must be float32\[N, 32, 32, 3\].*; got float32\[8, 16, 16, 3\]"),
+     r"batch\['A'\]: expected .*float32\[N, 32, 32, 3\], got float32\[8, 16, 16, 3\]"),
 ])
 def test_wrong_input_raises_a_clear_error(a, b, match):
     with pytest.raises(ValueError, match=match):
