@@ -95,6 +95,18 @@ def _reference_gd(g, d, g_params: int, d_params: int):
     return _adam(g.parameters(), 2e-4, 0.5, 0.999), _adam(d.parameters(), 2e-4, 0.5, 0.999)
 
 
+def _linear_decay(schedule: tuple[int, int] | None, *optimizers) -> list:
+    """LambdaLR schedulers: the rate constant for ``schedule[0]`` steps, then linearly to 0
+    over ``schedule[1]`` (jaxgan.train.common.linear_decay_schedule); none for None."""
+    if schedule is None:
+        return []
+    constant, decay = schedule
+
+    def factor(t: int) -> float:
+        return 1.0 if t < constant or decay == 0 else max(0.0, 1.0 - (t - constant) / decay)
+    return [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+
+
 def _mse(p, t):
     return torch.mean((p - t) ** 2)
 
@@ -272,16 +284,28 @@ def resnet_g(n_blocks=9, in_ch=3, out_ch=3, ngf=64, norm="instance") -> nn.Modul
 
 class Pix2PixStep:
     """G(A); D on concat(A, fake) (detached) and concat(A, B), BCE, 0.5 * (real + fake), Adam;
-    G through the updated D: BCE + 100 * L1, Adam (the jaxgan.train.pix2pix step)."""
+    G through the updated D: BCE + 100 * L1, Adam (the jaxgan.train.pix2pix step).
 
-    def __init__(self, batch: int, size: int = 256):
-        self.g, self.d = unet(), nlayer_d(6)
-        self.og, self.od = _reference_gd(self.g, self.d, 54_413_955, 2_768_705)
-        self.a = torch.rand(batch, 3, size, size) * 2 - 1
-        self.b = torch.rand(batch, 3, size, size) * 2 - 1
+    ``g_kw`` / ``d_kw``: :func:`unet` / :func:`nlayer_d` arguments (default: the paper's
+    networks, whose parameter counts ``counts`` asserts); ``schedule``: (constant, decay)
+    steps of the learning rate, as jaxgan.train.common.linear_decay_schedule (None: constant).
+    """
 
-    def __call__(self):
-        a, b = self.a, self.b
+    def __init__(self, batch: int, size: int = 256, *, g_kw: dict | None = None,
+                 d_kw: dict | None = None, counts: tuple[int, int] = (54_413_955, 2_768_705),
+                 schedule: tuple[int, int] | None = None):
+        g_kw, d_kw = g_kw or {}, d_kw or {"in_ch": 6}
+        self.g, self.d = unet(**g_kw), nlayer_d(**d_kw)
+        self.og, self.od = _reference_gd(self.g, self.d, *counts)
+        self.schedulers = _linear_decay(schedule, self.og, self.od)
+        in_ch = g_kw.get("in_ch", 3)
+        self.a = torch.rand(batch, in_ch, size, size) * 2 - 1
+        self.b = torch.rand(batch, d_kw["in_ch"] - in_ch, size, size) * 2 - 1
+
+    def __call__(self, a: torch.Tensor | None = None, b: torch.Tensor | None = None):
+        """One step on the pair ``a``, ``b`` (N, C, S, S) in [-1, 1] (default: fixed random)."""
+        a = self.a if a is None else a
+        b = self.b if b is None else b
         with amp():
             fake = self.g(a)
         self.od.zero_grad(set_to_none=True)
@@ -301,6 +325,8 @@ class Pix2PixStep:
         g_loss.backward()
         _requires_grad(self.d, True)
         self.og.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
         return d_loss.item(), g_loss.item()
 
 
@@ -330,23 +356,29 @@ class CycleGANStep:
     """G step (both G, one Adam; LSGAN through the pre-update Ds, cycle 10, identity 0.5),
     then D step (both D, one Adam, pooled fakes, 0.5 * (real + fake)): jaxgan.train.cyclegan."""
 
-    def __init__(self, batch: int, size: int = 256):
-        self.g_ab, self.g_ba = resnet_g(), resnet_g()
-        self.d_a, self.d_b = nlayer_d(3, norm="instance"), nlayer_d(3, norm="instance")
+    def __init__(self, batch: int, size: int = 256, *, g_kw: dict | None = None,
+                 d_kw: dict | None = None, counts: tuple[int, int] = (11_378_179, 2_764_737),
+                 schedule: tuple[int, int] | None = None):
+        g_kw, d_kw = g_kw or {}, {"in_ch": 3, "norm": "instance", **(d_kw or {})}
+        self.g_ab, self.g_ba = resnet_g(**g_kw), resnet_g(**g_kw)
+        self.d_a, self.d_b = nlayer_d(**d_kw), nlayer_d(**d_kw)
         for m in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             _init_ref(m)
-        assert count_params(self.g_ab) == 11_378_179, count_params(self.g_ab)
-        assert count_params(self.d_a) == 2_764_737, count_params(self.d_a)
+        assert count_params(self.g_ab) == counts[0], count_params(self.g_ab)
+        assert count_params(self.d_a) == counts[1], count_params(self.d_a)
         self.og = _adam(list(self.g_ab.parameters()) + list(self.g_ba.parameters()),
                         2e-4, 0.5, 0.999)
         self.od = _adam(list(self.d_a.parameters()) + list(self.d_b.parameters()),
                         2e-4, 0.5, 0.999)
+        self.schedulers = _linear_decay(schedule, self.og, self.od)
         self.pool_a, self.pool_b = ImagePool(), ImagePool()
         self.a = torch.rand(batch, 3, size, size) * 2 - 1
         self.b = torch.rand(batch, 3, size, size) * 2 - 1
 
-    def __call__(self):
-        a, b = self.a, self.b
+    def __call__(self, a: torch.Tensor | None = None, b: torch.Tensor | None = None):
+        """One step on unpaired ``a``, ``b`` (N, 3, S, S) in [-1, 1] (default: fixed random)."""
+        a = self.a if a is None else a
+        b = self.b if b is None else b
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d_a, False)
         _requires_grad(self.d_b, False)
@@ -372,6 +404,8 @@ class CycleGANStep:
             d_b = 0.5 * (_mse(self.d_b(b), 1.0) + _mse(self.d_b(pb), 0.0))
         (d_a + d_b).backward()
         self.od.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
         return g_loss.item(), (d_a + d_b).item()
 
 

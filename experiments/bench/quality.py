@@ -1,8 +1,10 @@
-"""Sample quality of the default digits configs, mean +- std over seeds: a jaxgan study, the
+"""Sample quality of the default (embedded-data) configs, mean +- std over seeds: jaxgan, the
 PyTorch reference trained with the same config, data and steps, and the held-out real images.
 
     python experiments/bench/quality.py --family dcgan --seeds 0,1,2 [--steps N] [--out DIR]
     python experiments/bench/quality.py --family pggan --seeds 0,1,2 --no-torch --separate
+    python experiments/bench/quality.py --family pix2pix --seeds 0,1,2 --separate
+    python experiments/bench/quality.py --family cyclegan --seeds 0,1,2 --separate
 
 Rows:
 * ``jaxgan``: the family's CPU default (``jaxgan/configs/<family>.py``) trained as one study
@@ -11,13 +13,24 @@ Rows:
   running BatchNorm averages; PGGAN: the EMA generator, clipped to [-1, 1]). ``--separate``
   trains the seeds as single runs one after another instead (``DIR/<family>_seed<k>``; the
   same result to float32 round-off, and faster for PGGAN on a CPU: STUDY_RESULTS.md).
-* ``pytorch``: (DCGAN) the reference step of experiments/bench/_torch_models.py at the
-  config's size, widths and batch (parameter counts asserted equal to jaxgan's), trained on
-  the same batches (jaxgan's loader for that seed) for the same steps, ``torch.manual_seed``
-  per seed; sampled with ``netG.eval()``.
+  pix2pix and CycleGAN translate the test inputs with their generators in eval mode.
+* ``pytorch``: (DCGAN, pix2pix, CycleGAN) the reference step of
+  experiments/bench/_torch_models.py at the config's size, widths, batch and learning-rate
+  schedule (parameter counts asserted equal to jaxgan's), trained on the same batches
+  (jaxgan's loader for that seed) for the same steps, ``torch.manual_seed`` (and, for the
+  fake pool, ``random.seed``) per seed; generators in ``eval()`` mode.
 * ``real``: the train split's images in place of samples: the ceiling.
 
-Measures, each against the held-out ``test`` split (297 digits, cycled):
+Measures of pix2pix (edges2photos) and CycleGAN (photos2ihc), against the ``test`` split
+(each pair's eval crop, cycled; SWD as below):
+* pix2pix: SWD of G(test edges) against the test photos (as ``python -m jaxgan.evaluate``),
+  and the mean absolute error |G(A) - B| over the test pairs (in [-1, 1] units; the
+  reference's L1 term; lower is better).
+* CycleGAN: SWD of G_AB(test photos) against the test micrographs (as ``python -m
+  jaxgan.evaluate``) and of G_BA(test micrographs) against the test photos.
+
+Measures of the digits (DCGAN, PGGAN), each against the held-out ``test`` split (297 digits,
+cycled):
 * SWD: PGGAN's sliced Wasserstein distance (x1e3, average over pyramid levels), 512 images per
   side (``jaxgan.metrics``, as ``python -m jaxgan.evaluate --num_images=512``); lower is better.
 * digit score: ``exp(E_x KL(p(y|x) || p(y)))`` of 512 images under a classifier fitted on the
@@ -31,6 +44,8 @@ experiments/bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import pathlib
 import sys
 import time
@@ -93,13 +108,61 @@ def digit_score(log_probs: np.ndarray) -> float:
 
 def loader(config, split: str, training: bool):
     """The family's loader of ``split`` at the final resolution (PGGAN: its last stage)."""
+    from jaxgan.experiments import _shared
     from jaxgan.experiments import dcgan as dcgan_exp
     from jaxgan.experiments import pggan as pggan_exp
     from jaxgan.train import pggan as pggan_train
 
     if "resolution" in config:
         return pggan_exp._loader(config, pggan_train.num_stages(config) - 1, split, training)
+    if "in_channels" in config:
+        return _shared.paired_loader(config, 0, split, training)
     return dcgan_exp._loader(config, 0, split, training)
+
+
+def images_of(config, split: str, key: str):
+    """Endless iterator over the ``key`` images of the ``split`` eval crops, every host's rows."""
+    from jaxgan import parallel
+    from jaxgan.experiments import _shared
+
+    return map(parallel.gather_rows, _shared.cycle_images(loader(config, split, False), key))
+
+
+def translated_swd(config, translate, source: str, target: str, step: int) -> float:
+    """SWD of ``translate(test source images)`` against the test ``target`` images: the
+    families' evaluation (jaxgan.experiments._shared.evaluate_translation) for either
+    direction and any translate function."""
+    from jaxgan.experiments import _shared
+
+    inputs, pending = images_of(config, config.data.eval_split, source), []
+
+    def sample(key, n):
+        while sum(map(len, pending)) < n:
+            pending.append(np.asarray(translate(next(inputs))))
+        out = np.concatenate(pending)
+        pending[:] = [out[n:]]
+        return out[:n]
+    return float(_shared.run_evaluation(
+        config, sample, images_of(config, config.data.eval_split, target), step,
+        metrics="swd", num_images=NUM_IMAGES)["swd_avg"])
+
+
+def translation_scores(config, ab, ba, step: int) -> dict[str, float]:
+    """pix2pix (``ba`` None): SWD of ``ab`` and its mean |ab(A) - B| over the test pairs;
+    CycleGAN: SWD of ``ab`` (A -> B) and of ``ba`` (B -> A)."""
+    out = {"swd": translated_swd(config, ab, "A", "B", step)}
+    if ba is not None:
+        out["swd_ba"] = translated_swd(config, ba, "B", "A", step)
+        return out
+    from jaxgan import data
+
+    n = len(data.make_source(config.data.source, split=config.data.eval_split))
+    test = loader(config, config.data.eval_split, False)  # in order, endless: the first n rows
+    batches = itertools.islice(test, -(-n // int(config.batch_size)))
+    errors = np.concatenate([np.abs(np.asarray(ab(b["A"])) - b["B"]).mean(axis=(1, 2, 3))
+                             for b in batches])[:n]
+    out["l1"] = float(errors.mean())
+    return out
 
 
 def score(config, sample_fn, step: int, classify) -> dict[str, float]:
@@ -115,20 +178,83 @@ def score(config, sample_fn, step: int, classify) -> dict[str, float]:
     return {"swd": float(swd), "digit_score": digit_score(np.asarray(classify(images)))}
 
 
+def torch_models():
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    import _torch_models
+
+    return _torch_models
+
+
+def nchw(x):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
+
+
+def torch_translator(net):
+    """NHWC numpy in [-1, 1] -> ``net`` in eval mode -> NHWC numpy."""
+    import torch
+
+    net.eval()
+
+    def apply(x):
+        with torch.no_grad():
+            return net(nchw(x)).numpy().transpose(0, 2, 3, 1)
+    return apply
+
+
+def train_torch_translation(family: str, config, seed: int, num_steps: int,
+                            counts: tuple[int, int]):
+    """The PyTorch reference pix2pix / CycleGAN trained on jaxgan's batches of ``seed``:
+    ``(A -> B translate, B -> A translate or None)``."""
+    import random
+
+    import torch
+
+    tm = torch_models()
+    torch.manual_seed(seed)
+    random.seed(seed)  # the fake pool's draws
+    c = config.model
+    if family == "cyclegan" and c.use_dropout:
+        raise SystemExit("the PyTorch row's ResNet generator has no dropout: use_dropout=False")
+    if c.discriminator != "basic":
+        raise SystemExit(f"the PyTorch row needs model.discriminator='basic'; got {c.discriminator}")
+    kw = {"counts": counts, "schedule": (int(config.schedule.constant_steps),
+                                         int(config.schedule.decay_steps))}
+    if family == "pix2pix":
+        in_ch, out_ch = int(config.in_channels), int(config.out_channels)
+        g_kw = {"num_downs": int(c.num_downs or {"unet_128": 7, "unet_256": 8}[c.generator]),
+                "in_ch": in_ch, "out_ch": out_ch, "ngf": int(c.ngf), "norm": c.norm,
+                "dropout": bool(c.use_dropout)}
+        step = tm.Pix2PixStep(int(config.batch_size), int(config.image_size), g_kw=g_kw,
+                              d_kw={"in_ch": in_ch + out_ch, "ndf": int(c.ndf), "norm": c.norm},
+                              **kw)
+    else:
+        g_kw = {"n_blocks": int(c.n_blocks or {"resnet_6blocks": 6, "resnet_9blocks": 9}[
+            c.generator]), "ngf": int(c.ngf), "norm": c.norm}
+        step = tm.CycleGANStep(int(config.batch_size), int(config.image_size), g_kw=g_kw,
+                               d_kw={"ndf": int(c.ndf), "norm": c.norm}, **kw)
+    batches = iter(loader(config, "train", True))
+    for _ in range(num_steps):
+        batch = next(batches)
+        step(nchw(batch["A"]), nchw(batch["B"]))
+    if family == "pix2pix":
+        return torch_translator(step.g), None
+    return torch_translator(step.g_ab), torch_translator(step.g_ba)
+
+
 def train_torch_dcgan(config, seed: int, num_steps: int, counts: tuple[int, int]):
     """The PyTorch reference DCGAN trained on jaxgan's batches of ``seed``; a sample_fn."""
     import torch
 
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    import _torch_models as tm
-
+    tm = torch_models()
     torch.manual_seed(seed)
     c = config.model
     step = tm.DCGANStep(int(config.batch_size), res=int(config.image_size),
                         nc=int(config.channels), ngf=int(c.ngf), ndf=int(c.ndf), counts=counts)
     batches = iter(loader(config, "train", True))
     for _ in range(num_steps):
-        step(torch.from_numpy(np.ascontiguousarray(next(batches)["image"].transpose(0, 3, 1, 2))))
+        step(nchw(next(batches)["image"]))
     step.g.eval()
 
     def sample(key, n):
@@ -138,12 +264,12 @@ def train_torch_dcgan(config, seed: int, num_steps: int, counts: tuple[int, int]
     return sample
 
 
-def real_sampler(config):
-    """Train-split images in place of samples (the ceiling)."""
+def real_sampler(config, key: str = "image"):
+    """Train-split ``key`` images in place of samples (the ceiling)."""
     batches = iter(loader(config, "train", True))
     images = []
     while sum(map(len, images)) < NUM_IMAGES:
-        images.append(next(batches)["image"])
+        images.append(next(batches)[key])
     images, cursor = np.concatenate(images)[:NUM_IMAGES], [0]
 
     def sample(key, n):  # the next n of them (each call: other images)
@@ -153,13 +279,28 @@ def real_sampler(config):
     return sample
 
 
+def real_translation_scores(config, step: int) -> dict[str, float]:
+    """:func:`translation_scores` of the train split's target images in place of
+    translations (the ceiling; pix2pix's L1 is not defined for them: nan)."""
+    from jaxgan.experiments import _shared
+
+    def swd(key):
+        return float(_shared.run_evaluation(
+            config, real_sampler(config, key), images_of(config, config.data.eval_split, key),
+            step, metrics="swd", num_images=NUM_IMAGES)["swd_avg"])
+    if "pool_size" in config:
+        return {"swd": swd("B"), "swd_ba": swd("A")}
+    return {"swd": swd("B"), "l1": float("nan")}
+
+
 def count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", choices=("dcgan", "pggan"), default="dcgan")
+    p.add_argument("--family", choices=("dcgan", "pggan", "pix2pix", "cyclegan"),
+                   default="dcgan")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, help="default: the config's num_steps")
     p.add_argument("--out", default="workdirs/quality")
@@ -175,6 +316,7 @@ def main() -> None:
 
     cfg = importlib.import_module(f"jaxgan.configs.{a.family}").get_config()
     exp = importlib.import_module(f"jaxgan.experiments.{a.family}")
+    train = importlib.import_module(f"jaxgan.train.{a.family}")
     for item in a.set:
         field, value = item.split("=", 1)
         target = cfg
@@ -186,46 +328,77 @@ def main() -> None:
         cfg.num_steps = a.steps
     cfg.seeds = a.seeds
     seeds = runner.study_seeds(cfg)
-    size = int(cfg.get("image_size", cfg.get("resolution")))
-    classify, accuracy = classifier(size)
-    print(f"{a.family}: {cfg.num_steps} steps, seeds {a.seeds}; digit classifier test accuracy "
-          f"{accuracy:.4f}", flush=True)
+    digits = a.family in ("dcgan", "pggan")
+    if digits:
+        size = int(cfg.get("image_size", cfg.get("resolution")))
+        classify, accuracy = classifier(size)
+        print(f"{a.family}: {cfg.num_steps} steps, seeds {a.seeds}; digit classifier test "
+              f"accuracy {accuracy:.4f}", flush=True)
+    else:
+        print(f"{a.family}: {cfg.num_steps} steps, seeds {a.seeds}", flush=True)
+    step = int(cfg.num_steps)
+
+    def measure(c, sampler):
+        """``sampler``: digits, a sample_fn; pix2pix / CycleGAN, ``(ab, ba)`` translates."""
+        return score(c, sampler, step, classify) if digits else \
+            translation_scores(c, *sampler, step)
+
     rows: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
     if a.separate:
-        states = [exp.train_and_evaluate(runner.seed_config(cfg, s),
-                                         str(pathlib.Path(a.out) / f"{a.family}_seed{s}"))
-                  for s in seeds]
+        states = []
+        for s in seeds:
+            t1 = time.perf_counter()
+            states.append(exp.train_and_evaluate(runner.seed_config(cfg, s), str(
+                pathlib.Path(a.out) / f"{a.family}_seed{s}")))
+            print(f"jaxgan seed {s} trained in {time.perf_counter() - t1:.0f} s", flush=True)
         state = runner.stack_replicas(states)
     else:
         state = exp.train_and_evaluate(cfg, str(pathlib.Path(a.out) / f"{a.family}_study"))
     print(f"jaxgan trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    step = int(cfg.num_steps)
-    rows["jaxgan"] = [score(runner.seed_config(cfg, s), exp._sample_fn(
-        runner.seed_config(cfg, s), runner.replica(state, k)), step, classify)
-        for k, s in enumerate(seeds)]
-    if a.family == "dcgan" and not a.no_torch:
+
+    def jaxgan_sampler(c, st):
+        if digits:
+            return exp._sample_fn(c, st)
+        if a.family == "pix2pix":
+            return (lambda x: train.translate(c, st, jnp.asarray(x))), None
+        return (lambda x: train.translate(c, st, jnp.asarray(x), "AtoB"),
+                lambda x: train.translate(c, st, jnp.asarray(x), "BtoA"))
+
+    rows["jaxgan"] = [measure(runner.seed_config(cfg, s), jaxgan_sampler(
+        runner.seed_config(cfg, s), runner.replica(state, k))) for k, s in enumerate(seeds)]
+    if a.family != "pggan" and not a.no_torch:
         one = runner.replica(state, 0)
-        counts = (count(one.g_params), count(one.d_params))
+        g, d = one.g_params, one.d_params
+        if a.family == "cyclegan":
+            g, d = g["g_ab"], d["d_a"]
+        counts = (count(g), count(d))
         rows["pytorch"] = []
         for s in seeds:
             t0 = time.perf_counter()
             c = runner.seed_config(cfg, s)
-            rows["pytorch"].append(score(c, train_torch_dcgan(c, s, step, counts), step, classify))
+            sampler = (train_torch_dcgan(c, s, step, counts) if a.family == "dcgan" else
+                       train_torch_translation(a.family, c, s, step, counts))
+            rows["pytorch"].append(measure(c, sampler))
             print(f"pytorch seed {s} trained and scored in {time.perf_counter() - t0:.0f} s",
                   flush=True)
-    rows["real (train split)"] = [score(runner.seed_config(cfg, s),
-                                        real_sampler(runner.seed_config(cfg, s)), step, classify)
-                                  for s in seeds]
-    print(f"\n| {a.family} | SWD x1e3 (lower is better) | digit score (max 10) | per seed SWD |")
-    print("|---|---|---|---|")
+    rows["real (train split)"] = [
+        score(c, real_sampler(c), step, classify) if digits else real_translation_scores(c, step)
+        for c in map(functools.partial(runner.seed_config, cfg), seeds)]
+    names = {"swd": "SWD x1e3", "digit_score": "digit score (max 10)",
+             "l1": "L1 to the target", "swd_ba": "SWD x1e3 B -> A"}
+    keys = list(rows["jaxgan"][0])
+    print(f"\n| {a.family} | " + " | ".join(names[k] for k in keys) + " | per seed SWD |")
+    print("|---|" + "---|" * (len(keys) + 1))
     for name, rs in rows.items():
         def ms(key, rs=rs):
             v = np.array([r[key] for r in rs])
-            return f"{v.mean():.1f} +- {v.std(ddof=1):.1f}" if key == "swd" else \
-                f"{v.mean():.2f} +- {v.std(ddof=1):.2f}"
+            if np.isnan(v).all():
+                return "-"
+            digits_ = 1 if key.startswith("swd") else (3 if key == "l1" else 2)
+            return f"{v.mean():.{digits_}f} +- {v.std(ddof=1):.{digits_}f}"
         per = ", ".join(f"{r['swd']:.1f}" for r in rs)
-        print(f"| {name} | {ms('swd')} | {ms('digit_score')} | {per} |", flush=True)
+        print(f"| {name} | " + " | ".join(ms(k) for k in keys) + f" | {per} |", flush=True)
 
 
 if __name__ == "__main__":
