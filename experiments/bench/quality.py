@@ -130,21 +130,12 @@ def images_of(config, split: str, key: str):
 
 def translated_swd(config, translate, source: str, target: str, step: int) -> float:
     """SWD of ``translate(test source images)`` against the test ``target`` images: the
-    families' evaluation (jaxgan.experiments._shared.evaluate_translation) for either
-    direction and any translate function."""
+    families' evaluation, for either direction and any translate function."""
     from jaxgan.experiments import _shared
 
-    inputs, pending = images_of(config, config.data.eval_split, source), []
-
-    def sample(key, n):
-        while sum(map(len, pending)) < n:
-            pending.append(np.asarray(translate(next(inputs))))
-        out = np.concatenate(pending)
-        pending[:] = [out[n:]]
-        return out[:n]
-    return float(_shared.run_evaluation(
-        config, sample, images_of(config, config.data.eval_split, target), step,
-        metrics="swd", num_images=NUM_IMAGES)["swd_avg"])
+    return float(_shared.evaluate_translation(
+        config, translate, step, source=source, target=target, metrics="swd",
+        num_images=NUM_IMAGES)["swd_avg"])
 
 
 def translation_scores(config, ab, ba, step: int) -> dict[str, float]:
@@ -167,11 +158,9 @@ def translation_scores(config, ab, ba, step: int) -> dict[str, float]:
 
 def score(config, sample_fn, step: int, classify) -> dict[str, float]:
     """SWD (vs the test split, as jaxgan's evaluation) and the digit score of ``sample_fn``."""
-    from jaxgan import parallel
     from jaxgan.experiments import _shared
 
-    real = map(parallel.gather_rows, _shared.cycle_images(
-        loader(config, config.data.eval_split, False), "image"))
+    real = images_of(config, config.data.eval_split, "image")
     swd = _shared.run_evaluation(config, sample_fn, real, step, metrics="swd",
                                  num_images=NUM_IMAGES)["swd_avg"]
     images = np.asarray(sample_fn(jax.random.key(int(config.seed) + 5), NUM_IMAGES))
@@ -211,10 +200,15 @@ def train_torch_translation(family: str, config, seed: int, num_steps: int,
 
     import torch
 
+    from jaxgan import models
+    from jaxgan.train import image_to_image
+
     tm = torch_models()
     torch.manual_seed(seed)
     random.seed(seed)  # the fake pool's draws
     c = config.model
+    in_ch, out_ch = int(config.get("in_channels", 3)), int(config.get("out_channels", 3))
+    generator = models.create(c.generator, **image_to_image.generator_kwargs(c, in_ch, out_ch))
     if family == "cyclegan" and c.use_dropout:
         raise SystemExit("the PyTorch row's ResNet generator has no dropout: use_dropout=False")
     if c.discriminator != "basic":
@@ -222,16 +216,13 @@ def train_torch_translation(family: str, config, seed: int, num_steps: int,
     kw = {"counts": counts, "schedule": (int(config.schedule.constant_steps),
                                          int(config.schedule.decay_steps))}
     if family == "pix2pix":
-        in_ch, out_ch = int(config.in_channels), int(config.out_channels)
-        g_kw = {"num_downs": int(c.num_downs or {"unet_128": 7, "unet_256": 8}[c.generator]),
-                "in_ch": in_ch, "out_ch": out_ch, "ngf": int(c.ngf), "norm": c.norm,
-                "dropout": bool(c.use_dropout)}
+        g_kw = {"num_downs": int(generator.num_downs), "in_ch": in_ch, "out_ch": out_ch,
+                "ngf": int(c.ngf), "norm": c.norm, "dropout": bool(c.use_dropout)}
         step = tm.Pix2PixStep(int(config.batch_size), int(config.image_size), g_kw=g_kw,
                               d_kw={"in_ch": in_ch + out_ch, "ndf": int(c.ndf), "norm": c.norm},
                               **kw)
     else:
-        g_kw = {"n_blocks": int(c.n_blocks or {"resnet_6blocks": 6, "resnet_9blocks": 9}[
-            c.generator]), "ngf": int(c.ngf), "norm": c.norm}
+        g_kw = {"n_blocks": int(generator.n_blocks), "ngf": int(c.ngf), "norm": c.norm}
         step = tm.CycleGANStep(int(config.batch_size), int(config.image_size), g_kw=g_kw,
                                d_kw={"ndf": int(c.ndf), "norm": c.norm}, **kw)
     batches = iter(loader(config, "train", True))

@@ -133,15 +133,16 @@ def paired_family(name: str, train_module: Any, render: Callable) -> Any:
 
 
 def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable, step: int,
-                         **kw: Any) -> dict[str, float]:
-    """Metrics of ``translate(A)`` on successive eval-split inputs against its B images."""
+                         *, source: str = "A", target: str = "B", **kw: Any) -> dict[str, float]:
+    """Metrics of ``translate(source)`` on successive eval-split inputs against its ``target``
+    images (``source="B", target="A"`` scores the B -> A direction)."""
     import jax.numpy as jnp
 
-    # every process scores all rows, as one process does
-    inputs = map(parallel.gather_rows,
-                 cycle_images(paired_loader(config, 0, config.data.eval_split, False), "A"))
-    real = map(parallel.gather_rows,
-               cycle_images(paired_loader(config, 0, config.data.eval_split, False), "B"))
+    def images(key: str) -> Iterator[np.ndarray]:  # every process scores all rows, as one does
+        return map(parallel.gather_rows, cycle_images(
+            paired_loader(config, 0, config.data.eval_split, False), key))
+
+    inputs, real = images(source), images(target)
     pending: list[jax.Array] = []
 
     def sample(key: jax.Array, n: int) -> jax.Array:
