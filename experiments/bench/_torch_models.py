@@ -446,8 +446,8 @@ def _lrelu(x):
     return F.leaky_relu(x, 0.2)
 
 
-def _nf(res):
-    return min(8192 // (res // 2), 512)
+def _nf(res, fmap_base=8192, fmap_max=512):
+    return min(fmap_base // (res // 2), fmap_max)
 
 
 def _up(x):
@@ -458,13 +458,17 @@ def _down(x):
     return F.avg_pool2d(x, 2)
 
 
+def _widths(resolution, fmap_base, fmap_max):
+    return [_nf(4 * 2**s, fmap_base, fmap_max) for s in range(int(math.log2(resolution)) - 1)]
+
+
 class PGG(nn.Module):
     """All stages up to ``resolution`` (all toRGB layers), as jaxgan's PGGANGenerator."""
 
-    def __init__(self, resolution, latent=512, ch=3):
+    def __init__(self, resolution, latent=512, ch=3, fmap_base=8192, fmap_max=512):
         super().__init__()
-        n = int(math.log2(resolution)) - 1
-        self.nf = nf = [_nf(4 * 2**s) for s in range(n)]
+        self.nf = nf = _widths(resolution, fmap_base, fmap_max)
+        n = len(nf)
         self.dense = EqDense(latent, 16 * nf[0], gain=math.sqrt(2) / 4, bias=False)
         self.dense_bias = nn.Parameter(torch.zeros(nf[0]))
         self.convs = nn.ModuleList([
@@ -474,8 +478,9 @@ class PGG(nn.Module):
         self.to_rgb = nn.ModuleList([EqConv(nf[s], ch, 1, gain=1.0) for s in range(n)])
 
     def forward(self, z, stage, alpha):
-        h = self.dense(_pn(z)).reshape(-1, self.nf[0], 4, 4) + self.dense_bias[None, :, None, None]
-        h = _pn(_lrelu(h))
+        # jaxgan reshapes the dense output NHWC: (N, 4, 4, C) is (N, C, 4, 4) permuted
+        h = self.dense(_pn(z)).reshape(-1, 4, 4, self.nf[0]).permute(0, 3, 1, 2)
+        h = _pn(_lrelu(h + self.dense_bias[None, :, None, None]))
         prev = None
         for s in range(stage + 1):
             prev = h
@@ -501,10 +506,12 @@ def _mbstd(x, group=4):
 
 
 class PGD(nn.Module):
-    def __init__(self, resolution, ch=3):
+    """All stages up to ``resolution`` (all fromRGB layers), as jaxgan's PGGANDiscriminator."""
+
+    def __init__(self, resolution, ch=3, fmap_base=8192, fmap_max=512, mbstd_group=4):
         super().__init__()
-        n = int(math.log2(resolution)) - 1
-        self.nf = nf = [_nf(4 * 2**s) for s in range(n)]
+        self.nf = nf = _widths(resolution, fmap_base, fmap_max)
+        n, self.mbstd_group = len(nf), mbstd_group
         self.from_rgb = nn.ModuleList([EqConv(ch, nf[s], 1) for s in range(n)])
         self.convs = nn.ModuleList([
             nn.ModuleList([EqConv(nf[s], nf[s], 3), EqConv(nf[s], nf[s - 1], 3)])
@@ -526,35 +533,58 @@ class PGD(nn.Module):
             h = skip + alpha * (h - skip)
             for s in range(stage - 1, 0, -1):
                 h = self._block(h, s)
-        h = _lrelu(self.final_conv(_mbstd(h)))
-        # jaxgan flattens NHWC; the count and FLOPs are the same in NCHW order.
-        h = _lrelu(self.final_dense(h.reshape(h.shape[0], -1)))
+        h = _lrelu(self.final_conv(_mbstd(h, self.mbstd_group)))
+        # flattened in jaxgan's NHWC order
+        h = _lrelu(self.final_dense(h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)))
         return self.out(h)[:, 0]
 
 
 class PGGANStep:
     """WGAN-GP D step (fake - real, GP 10 with create_graph, drift 0.001) on fakes from fresh
-    latents, Adam(1e-3, 0, 0.99); G step -D(G(z)) through the updated D; EMA 0.999; the
-    reals cross-faded with alpha (jaxgan.train.pggan)."""
+    latents, Adam(lr, 0, 0.99); G step -D(G(z)) through the updated D; the generator EMA;
+    the reals cross-faded with alpha (jaxgan.train.pggan).
 
-    def __init__(self, resolution: int, batch: int, alpha: float = 0.5):
+    The bench's form, ``PGGANStep(resolution, batch)()``, times the last stage on fixed
+    random reals at alpha 0.5 with the paper's widths. The quality bench passes the config's
+    widths (``g_kw`` / ``d_kw``, parameter counts checked against ``counts``), calls
+    ``step(real, stage, alpha)`` with jaxgan's batches and :meth:`grow` at each growth.
+    """
+
+    def __init__(self, resolution: int, batch: int, alpha: float = 0.5, *,
+                 g_kw: dict | None = None, d_kw: dict | None = None,
+                 counts: tuple[int, int] | None = None, lr: float = 1e-3,
+                 ema_decay: float = 0.999):
         self.stage = int(math.log2(resolution)) - 2
-        self.g, self.d = PGG(resolution), PGD(resolution)
+        self.g, self.d = PGG(resolution, **(g_kw or {})), PGD(resolution, **(d_kw or {}))
+        if counts is not None:
+            assert (count_params(self.g), count_params(self.d)) == counts, (
+                count_params(self.g), count_params(self.d), counts)
+        self.latent = self.g.dense.weight.shape[1]
         self.g_ema = copy.deepcopy(self.g)
         _requires_grad(self.g_ema, False)
-        self.og = _adam(self.g.parameters(), 1e-3, 0.0, 0.99)
-        self.od = _adam(self.d.parameters(), 1e-3, 0.0, 0.99)
-        self.real = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+        self.lr, self.ema_decay = lr, ema_decay
+        self.grow(self.stage)
+        ch = self.g.to_rgb[0].weight.shape[0]
+        self.real = torch.rand(batch, ch, resolution, resolution) * 2 - 1
         self.batch, self.alpha = batch, torch.tensor(alpha)
 
-    def __call__(self):
-        n, s, a = self.batch, self.stage, self.alpha
-        real = self.real
-        if s > 0:
+    def grow(self, stage: int, lr: float | None = None) -> None:
+        """Train ``stage`` from now on, with fresh Adam states (``schedule.reset_optimizer``)."""
+        self.stage, self.lr = stage, self.lr if lr is None else lr
+        self.og = _adam(self.g.parameters(), self.lr, 0.0, 0.99)
+        self.od = _adam(self.d.parameters(), self.lr, 0.0, 0.99)
+
+    def __call__(self, real: torch.Tensor | None = None, stage: int | None = None,
+                 alpha: float | None = None):
+        s = self.stage if stage is None else stage
+        a = self.alpha if alpha is None else torch.tensor(float(alpha))
+        real = self.real if real is None else real
+        n = real.shape[0]
+        if s > 0 and float(a) < 1.0:  # jaxgan keeps the reals exactly once the fade is over
             low = _up(_down(real))
             real = low + a * (real - low)
         with torch.no_grad(), amp():
-            fake = self.g(torch.randn(n, 512), s, a).float()
+            fake = self.g(torch.randn(n, self.latent), s, a).float()
         self.od.zero_grad(set_to_none=True)
         with amp():
             rs = self.d(real, s, a)
@@ -572,11 +602,11 @@ class PGGANStep:
         self.og.zero_grad(set_to_none=True)
         _requires_grad(self.d, False)
         with amp():
-            g_loss = -self.d(self.g(torch.randn(n, 512), s, a), s, a).mean()
+            g_loss = -self.d(self.g(torch.randn(n, self.latent), s, a), s, a).mean()
         g_loss.backward()
         _requires_grad(self.d, True)
         self.og.step()
         with torch.no_grad():
             for e, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
-                e.lerp_(p, 1.0 - 0.999)
+                e.lerp_(p, 1.0 - self.ema_decay)
         return d_loss.item(), g_loss.item()

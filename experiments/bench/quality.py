@@ -2,7 +2,7 @@
 PyTorch reference trained with the same config, data and steps, and the held-out real images.
 
     python experiments/bench/quality.py --family dcgan --seeds 0,1,2 [--steps N] [--out DIR]
-    python experiments/bench/quality.py --family pggan --seeds 0,1,2 --no-torch --separate
+    python experiments/bench/quality.py --family pggan --seeds 0,1,2 --separate
     python experiments/bench/quality.py --family pix2pix --seeds 0,1,2 --separate
     python experiments/bench/quality.py --family cyclegan --seeds 0,1,2 --separate
 
@@ -14,11 +14,12 @@ Rows:
   trains the seeds as single runs one after another instead (``DIR/<family>_seed<k>``; the
   same result to float32 round-off, and faster for PGGAN on a CPU: STUDY_RESULTS.md).
   pix2pix and CycleGAN translate the test inputs with their generators in eval mode.
-* ``pytorch``: (DCGAN, pix2pix, CycleGAN) the reference step of
-  experiments/bench/_torch_models.py at the config's size, widths, batch and learning-rate
-  schedule (parameter counts asserted equal to jaxgan's), trained on the same batches
-  (jaxgan's loader for that seed) for the same steps, ``torch.manual_seed`` (and, for the
-  fake pool, ``random.seed``) per seed; generators in ``eval()`` mode.
+* ``pytorch``: the reference step of experiments/bench/_torch_models.py at the config's
+  size, widths, batch and learning-rate schedule (parameter counts asserted equal to
+  jaxgan's), trained on the same batches (jaxgan's loader for that seed) for the same steps,
+  ``torch.manual_seed`` (and, for the fake pool, ``random.seed``) per seed; generators in
+  ``eval()`` mode. PGGAN grows on jaxgan's schedule (stage, alpha, Adam reset) and samples
+  from its EMA generator, clipped.
 * ``real``: the train split's images in place of samples: the ceiling.
 
 Measures of pix2pix (edges2photos) and CycleGAN (photos2ihc), against the ``test`` split
@@ -249,9 +250,54 @@ def train_torch_dcgan(config, seed: int, num_steps: int, counts: tuple[int, int]
     step.g.eval()
 
     def sample(key, n):
-        z = np.asarray(jax.random.normal(key, (n, int(c.latent_dim))))
+        z = np.array(jax.random.normal(key, (n, int(c.latent_dim))))  # writable, for torch
         with torch.no_grad():
             return step.g(torch.from_numpy(z)).numpy().transpose(0, 2, 3, 1)
+    return sample
+
+
+def train_torch_pggan(config, seed: int, num_steps: int, counts: tuple[int, int]):
+    """The PyTorch reference PGGAN grown on jaxgan's batches of ``seed`` (each stage's
+    loader from its start, alpha from the images seen in the stage, Adam reset at each
+    growth, the stage's learning rate); a sample_fn of its EMA generator, clipped."""
+    import torch
+
+    from jaxgan.experiments import pggan as pggan_exp
+    from jaxgan.train import pggan as T
+
+    if not config.schedule.reset_optimizer or config.mirror_augment:
+        raise SystemExit("the PyTorch PGGAN row needs schedule.reset_optimizer=True and "
+                         "mirror_augment=False")
+    tm = torch_models()
+    torch.manual_seed(seed)
+    c, ch = config.model, int(config.channels)
+    widths = {"fmap_base": int(c.fmap_base), "fmap_max": int(c.fmap_max)}
+    step = tm.PGGANStep(int(config.resolution), T.stage_batch_size(config, 0), counts=counts,
+                        g_kw={"latent": int(c.latent_dim), "ch": ch, **widths},
+                        d_kw={"ch": ch, "mbstd_group": int(c.mbstd_group_size), **widths},
+                        ema_decay=float(config.ema_decay))
+    done, stage, seen = 0, 0, 0
+    for stage in range(T.num_stages(config)):
+        step.grow(stage, float(pggan_exp.stage_config(config, stage).optimizer.learning_rate))
+        length = T.stage_steps(config, stage)
+        length = num_steps - done if length is None else min(length, num_steps - done)
+        batches = iter(pggan_exp._loader(config, stage, "train", True))
+        seen = 0
+        for _ in range(length):
+            real = next(batches)["image"]
+            step(nchw(real), stage, float(T.alpha(config, stage, seen)))
+            seen += len(real)
+        done += length
+        if done >= num_steps:
+            break
+    step.g_ema.eval()
+    a = float(T.alpha(config, stage, seen))
+
+    def sample(key, n):
+        z = np.array(jax.random.normal(key, (n, int(c.latent_dim))))  # writable, for torch
+        with torch.no_grad():
+            out = step.g_ema(torch.from_numpy(z), stage, a).clamp(-1.0, 1.0)
+        return out.numpy().transpose(0, 2, 3, 1)
     return sample
 
 
@@ -358,7 +404,7 @@ def main() -> None:
 
     rows["jaxgan"] = [measure(runner.seed_config(cfg, s), jaxgan_sampler(
         runner.seed_config(cfg, s), runner.replica(state, k))) for k, s in enumerate(seeds)]
-    if a.family != "pggan" and not a.no_torch:
+    if not a.no_torch:
         one = runner.replica(state, 0)
         g, d = one.g_params, one.d_params
         if a.family == "cyclegan":
@@ -369,6 +415,7 @@ def main() -> None:
             t0 = time.perf_counter()
             c = runner.seed_config(cfg, s)
             sampler = (train_torch_dcgan(c, s, step, counts) if a.family == "dcgan" else
+                       train_torch_pggan(c, s, step, counts) if a.family == "pggan" else
                        train_torch_translation(a.family, c, s, step, counts))
             rows["pytorch"].append(measure(c, sampler))
             print(f"pytorch seed {s} trained and scored in {time.perf_counter() - t0:.0f} s",
