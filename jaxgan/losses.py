@@ -54,40 +54,27 @@ def _f32(x: jax.Array) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
-def real_loss(logits: jax.Array, kind: GanKind) -> jax.Array:
-    """Discriminator loss term for predictions on real images (scalar float32).
-
-    Args:
-      logits: discriminator outputs on reals, any shape (``[N]`` or ``[N, h, w, 1]``).
-      kind: one of :data:`GAN_KINDS`.
-    """
+def _term(logits: jax.Array, kind: GanKind, real: bool) -> jax.Array:
     _check_kind(kind)
-    x = _f32(logits)
+    x, sign = _f32(logits), 1.0 if real else -1.0
     if kind == "vanilla":
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(x, jnp.ones_like(x)))
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(x, jnp.full_like(x, float(real))))
     if kind == "lsgan":
-        return jnp.mean(jnp.square(x - 1.0))
+        return jnp.mean(jnp.square(x - float(real)))
     if kind == "wgan":
-        return -jnp.mean(x)
-    return jnp.mean(jax.nn.relu(1.0 - x))  # hinge
+        return -sign * jnp.mean(x)
+    return jnp.mean(jax.nn.relu(1.0 - sign * x))  # hinge
+
+
+def real_loss(logits: jax.Array, kind: GanKind) -> jax.Array:
+    """Discriminator loss term (scalar float32) for its outputs on real images, any shape
+    (``[N]`` or ``[N, h, w, 1]``); ``kind`` one of :data:`GAN_KINDS`."""
+    return _term(logits, kind, real=True)
 
 
 def fake_loss(logits: jax.Array, kind: GanKind) -> jax.Array:
-    """Discriminator loss term for predictions on generated images (scalar float32).
-
-    Args:
-      logits: discriminator outputs on fakes, any shape.
-      kind: one of :data:`GAN_KINDS`.
-    """
-    _check_kind(kind)
-    x = _f32(logits)
-    if kind == "vanilla":
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(x, jnp.zeros_like(x)))
-    if kind == "lsgan":
-        return jnp.mean(jnp.square(x))
-    if kind == "wgan":
-        return jnp.mean(x)
-    return jnp.mean(jax.nn.relu(1.0 + x))  # hinge
+    """Discriminator loss term (scalar float32) for its outputs on generated images."""
+    return _term(logits, kind, real=False)
 
 
 def generator_loss(fake_logits: jax.Array, kind: GanKind) -> jax.Array:

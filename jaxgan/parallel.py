@@ -178,10 +178,6 @@ def describe_processes() -> str:
             f"({', '.join(str(d.id) for d in local)})")
 
 
-def _data_size(mesh: Mesh) -> int:
-    return int(mesh.shape[DATA_AXIS])
-
-
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Build global batch arrays sharded ``P('data')`` from this process's local data.
 
@@ -198,7 +194,7 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
       (``[K, n_local * process_count, ...]`` on a study mesh).
     """
     sharding = batch_sharding(mesh)
-    n_data = _data_size(mesh)
+    n_data = int(mesh.shape[DATA_AXIS])
     axis = 1 if _is_study(mesh) else 0
 
     def put(x):

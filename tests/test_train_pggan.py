@@ -15,7 +15,7 @@ import pytest
 
 from jaxgan import parallel
 from jaxgan.nn import downsample_avg_2x, upsample_nearest_2x
-from jaxgan.train import pggan
+from jaxgan.train import common, pggan
 from jaxgan.train.testing import assert_step_outputs_close
 
 N, CH = 8, 3
@@ -145,7 +145,7 @@ def test_grow_moves_to_the_next_stage_and_resets_adam():
     state = trained.replace(stage=0, stage_images=jnp.asarray(32, jnp.int32))
     grown = pggan.grow(CONFIG, state)
     assert grown.stage == 1 and int(grown.stage_images) == 0 and int(grown.step) == 1
-    fresh = pggan._optimizers(CONFIG)[0].init(state.g_params)
+    fresh = common.adam_pair(CONFIG)[0].init(state.g_params)
     chex.assert_trees_all_equal(grown.g_opt_state, fresh)
     assert float(pggan.alpha(CONFIG, grown.stage, grown.stage_images)) == 0.0
     chex.assert_trees_all_equal(grown.g_params, state.g_params)

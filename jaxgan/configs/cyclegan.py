@@ -11,7 +11,6 @@ from jaxgan.train import cyclegan
 def get_config():
     c = cyclegan.default_config()
     c.image_size = 64
-    c.batch_size = 1
     c.model.generator = "resnet_6blocks"
     c.model.n_blocks = 3
     c.model.ngf = 16

@@ -23,13 +23,7 @@ def get_config():
     c.schedule.total_kimg = 32.0
     c.schedule.batch_size_per_stage = (16, 16, 16, 16)
     c.schedule.learning_rate_per_stage = ()
-    add_run_fields(c, source="digits:32", num_steps=pggan_steps(c), sample_every=200,
-                   checkpoint_every=500)
+    add_run_fields(c, source="digits:32", num_steps=pggan.steps_to_kimg(c, c.schedule.total_kimg),
+                   sample_every=200, checkpoint_every=500)
     return c
 
-
-def pggan_steps(c) -> int:
-    """Steps to reach ``schedule.total_kimg`` with the per-stage batch sizes."""
-    from jaxgan.train.pggan import steps_to_kimg
-
-    return steps_to_kimg(c, c.schedule.total_kimg)

@@ -11,8 +11,6 @@ from jaxgan.train import pix2pix
 def get_config():
     c = pix2pix.default_config()
     c.image_size = 64
-    c.in_channels = 3
-    c.out_channels = 3
     c.batch_size = 4
     c.model.generator = "unet_128"
     c.model.num_downs = 6

@@ -228,11 +228,6 @@ class Loader:
             return iter(self.data_loader)
         return iter(self.build(int(batch)))
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """Global batches per pass over the source (``len(source) // global_batch_size``)."""
-        return len(self.source) // self.global_batch_size
-
 
 def _infer_channels(record: Mapping[str, np.ndarray],
                     channels: int | Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:

@@ -97,18 +97,6 @@ def center_crop_square(image: np.ndarray) -> np.ndarray:
     return image[top:top + s, left:left + s]
 
 
-def crop(image: np.ndarray, top: int, left: int, size: int | tuple[int, int]) -> np.ndarray:
-    """``image[top:top+h, left:left+w]`` with a clear error when it does not fit."""
-    h, w = _hw(size)
-    if image.shape[0] < top + h or image.shape[1] < left + w:
-        raise ImageTooSmallError(
-            f"image of {image.shape[0]}x{image.shape[1]} (HxW) is smaller than the {h}x{w} "
-            "crop; use transforms='resize_and_crop' (resize first, then crop) or 'resize', or "
-            "a smaller image_size."
-        )
-    return image[top:top + h, left:left + w]
-
-
 def random_crop_offsets(shape: tuple[int, ...], size: int | tuple[int, int],
                         rng: np.random.Generator) -> tuple[int, int]:
     """Uniform random (top, left) for a ``size`` crop of an image of ``shape`` (H, W, ...)."""
@@ -225,7 +213,7 @@ class ImageTransform(grain.transforms.RandomMap):
                 "random crop needs equal sizes; use transforms='resize_and_crop'."
             )
         top, left = random_crop_offsets(next(iter(images.values())).shape, size, rng)
-        return {k: crop(v, top, left, size) for k, v in images.items()}
+        return {k: v[top:top + size[0], left:left + size[1]] for k, v in images.items()}
 
     def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator
                    ) -> dict[str, np.ndarray]:

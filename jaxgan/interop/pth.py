@@ -38,7 +38,6 @@ from etils import epath
 __all__ = ["PthFormatError", "read_pth", "write_pth"]
 
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
-_PROTOCOL_VERSION = 1001
 
 # storage type name -> (numpy dtype of the stored bytes, element size)
 _STORAGES: dict[str, np.dtype] = {
@@ -101,23 +100,11 @@ def _tensor(storage: Any, offset: int, size: tuple, stride: tuple) -> np.ndarray
 
 class _LazyTensor:
     """A tensor whose storage bytes may come later (the legacy format stores them after the
-    pickle); :func:`_materialize` builds the arrays once every storage is read."""
+    pickle); :func:`_materialize` builds the arrays once every storage is read. Stands in for
+    ``_rebuild_tensor_v2`` / ``_rebuild_tensor`` (the extra arguments are ignored)."""
 
-    def __init__(self, storage: Any, offset: int, size: tuple, stride: tuple):
+    def __init__(self, storage: Any, offset: int, size: tuple, stride: tuple, *_: Any):
         self.args = (storage, offset, size, stride)
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None,
-                       metadata=None):
-    return _LazyTensor(storage, offset, size, stride)
-
-
-def _rebuild_tensor(storage, offset, size, stride):
-    return _LazyTensor(storage, offset, size, stride)
-
-
-def _rebuild_parameter(data, requires_grad=False, hooks=None):
-    return data
 
 
 def _materialize(obj: Any) -> Any:
@@ -134,9 +121,9 @@ def _materialize(obj: Any) -> Any:
 
 _GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor_v2"): _LazyTensor,
+    ("torch._utils", "_rebuild_tensor"): _LazyTensor,
+    ("torch._utils", "_rebuild_parameter"): lambda data, *_: data,
 }
 
 

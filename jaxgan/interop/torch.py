@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -58,8 +59,6 @@ MODELS = {
     "resnet_9blocks": ("g",), "basic": ("d",), "n_layers": ("d",), "pixel": ("d",),
     "dcgan": ("g", "d"),
 }
-
-_PREFIXES = ("module.", "_orig_mod.")
 
 
 class StateDictMismatchError(ValueError):
@@ -98,6 +97,21 @@ class _Layer:
             yield f"{p}.running_mean", (c,), False
             yield f"{p}.running_var", (c,), False
             yield f"{p}.num_batches_tracked", (), False
+
+    def arrays(self) -> Iterator[tuple[str, str, tuple[str, ...], tuple | None, tuple | None]]:
+        """(torch key, collection, jaxgan path, torch->jaxgan and back transposes) per array."""
+        p = self.prefix
+        if self.kind in ("conv", "convT"):
+            conv = self.kind == "conv"
+            perm, back = ((2, 3, 1, 0), (3, 2, 0, 1)) if conv else ((2, 3, 0, 1),) * 2
+            yield f"{p}.weight", "params", (*self.path, "kernel"), perm, back
+            if self.bias:
+                yield f"{p}.bias", "params", (*self.path, "bias"), None, None
+        elif self.kind == "bn":
+            for t, coll, j in (("weight", "params", "scale"), ("bias", "params", "bias"),
+                               ("running_mean", "batch_stats", "mean"),
+                               ("running_var", "batch_stats", "var")):
+                yield f"{p}.{t}", coll, (*self.path, "bn", j), None, None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,16 +413,6 @@ def _describe(name: str, part: str, module: Any) -> str:
     return f"{what} with " + ", ".join(f"{k}={f[k]}" for k in keep)
 
 
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for p in _PREFIXES:
-            if key.startswith(p):
-                key, changed = key[len(p):], True
-    return key
-
-
 def _to_numpy(v: Any) -> np.ndarray:
     if hasattr(v, "detach"):  # a torch tensor handed over in memory
         v = v.detach().cpu()
@@ -430,7 +434,7 @@ def _normalize(state_dict: Mapping[str, Any] | str | os.PathLike) -> tuple[dict,
                         f".pth file; got {type(state_dict).__name__}")
     out: dict[str, np.ndarray] = {}
     for k, v in raw.items():
-        key = _strip(str(k))
+        key = re.sub(r"^(?:module\.|_orig_mod\.)+", "", str(k))
         if key in out:
             raise StateDictMismatchError(f"{where}: key {k!r} repeats {key!r} once the "
                                          "module. / _orig_mod. prefixes are dropped")
@@ -516,11 +520,12 @@ def _example_input(kind: str, module: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, size, size, f["in_channels"]), jnp.float32)
 
 
-def _expected_tree(kind: str, module: Any) -> Any:
-    """The shapes of ``module.init``'s variables (abstract: nothing is computed)."""
-    x = _example_input(kind, module)
+def _expected_shapes(kind: str, module: Any) -> dict:
+    """The shapes of ``module.init``'s params / batch_stats (abstract: nothing is computed)."""
     keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    return jax.eval_shape(lambda x: module.init(keys, x, train=False), x)
+    want = jax.eval_shape(lambda x: module.init(keys, x, train=False), _example_input(kind, module))
+    return {k: jax.tree.map(lambda s: tuple(s.shape), v) for k, v in want.items()
+            if k in ("params", "batch_stats")}
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -584,23 +589,12 @@ def load_model(model_name: str, state_dict_or_path: Mapping[str, Any] | str | os
             f"{where} is not {_describe(model_name, part, module)}: {problems[0]}{more}.{hint}")
     variables: dict[str, dict] = {"params": {}}
     for layer in layers:
-        p = layer.prefix
-        if layer.kind == "conv":
-            _set(variables["params"], (*layer.path, "kernel"),
-                 sd[f"{p}.weight"].astype(np.float32).transpose(2, 3, 1, 0))
-        elif layer.kind == "convT":
-            _set(variables["params"], (*layer.path, "kernel"),
-                 sd[f"{p}.weight"].astype(np.float32).transpose(2, 3, 0, 1))
-        elif layer.kind == "bn":
-            path = (*layer.path, "bn")
-            _set(variables["params"], (*path, "scale"), sd[f"{p}.weight"].astype(np.float32))
-            _set(variables["params"], (*path, "bias"), sd[f"{p}.bias"].astype(np.float32))
-            stats = variables.setdefault("batch_stats", {})
-            _set(stats, (*path, "mean"), sd[f"{p}.running_mean"].astype(np.float32))
-            _set(stats, (*path, "var"), sd[f"{p}.running_var"].astype(np.float32))
-        if layer.kind in ("conv", "convT") and layer.bias:
-            _set(variables["params"], (*layer.path, "bias"), sd[f"{p}.bias"].astype(np.float32))
-    _check_tree(kind, module, variables, model_name, part)
+        for key, coll, path, perm, _ in layer.arrays():
+            a = sd[key].astype(np.float32)
+            _set(variables.setdefault(coll, {}), path, a if perm is None else a.transpose(perm))
+    if (got := jax.tree.map(np.shape, variables)) != (want := _expected_shapes(kind, module)):
+        raise AssertionError(f"jaxgan.interop.torch: the {model_name} ({part}) layout no longer "
+                             f"matches the jaxgan module: {got} != {want}")  # a bug here
     return module, jax.tree.map(jnp.asarray, variables)
 
 
@@ -612,17 +606,6 @@ def load_state_dict(model_name: str, state_dict_or_path: Mapping[str, Any] | str
     same fields (sizes as the state_dict shows them).
     """
     return load_model(model_name, state_dict_or_path, part=part, **overrides)[1]
-
-
-def _check_tree(kind: str, module: Any, variables: dict, name: str, part: str) -> None:
-    """The converted tree must be exactly what the jaxgan module declares."""
-    want = _expected_tree(kind, module)
-    want = {k: v for k, v in want.items() if k in ("params", "batch_stats")}
-    got_shapes = jax.tree.map(np.shape, variables)
-    want_shapes = jax.tree.map(lambda s: tuple(s.shape), want)
-    if got_shapes != want_shapes:  # a jaxgan model changed its layout: a bug here, not input
-        raise AssertionError(f"jaxgan.interop.torch: the {name} ({part}) layout no longer "
-                             f"matches the jaxgan module: {got_shapes} != {want_shapes}")
 
 
 def to_state_dict(model_name: str, variables: Mapping, *, part: str | None = None,
@@ -651,31 +634,18 @@ def to_state_dict(model_name: str, variables: Mapping, *, part: str | None = Non
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats") and v}
     inferred = _infer_flax(kind, model_name, variables)
     module = _module(model_name, part, {**inferred, **overrides})
-    want = {k: v for k, v in _expected_tree(kind, module).items()
-            if k in ("params", "batch_stats")}
-    got_shapes = jax.tree.map(np.shape, variables)
-    want_shapes = jax.tree.map(lambda s: tuple(s.shape), want)
-    if got_shapes != want_shapes:
+    want_shapes = _expected_shapes(kind, module)
+    if (got_shapes := jax.tree.map(np.shape, variables)) != want_shapes:
         raise StateDictMismatchError(
             f"the variables are not {_describe(model_name, part, module)}: "
             f"{_first_tree_difference(want_shapes, got_shapes)}")
     out: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
-    params, stats = variables.get("params", {}), variables.get("batch_stats", {})
     for layer in _layers(kind, module):
-        p = layer.prefix
-        if layer.kind in ("conv", "convT"):
-            k = np.asarray(_get(params, (*layer.path, "kernel")), np.float32)
-            out[f"{p}.weight"] = np.ascontiguousarray(
-                k.transpose(3, 2, 0, 1) if layer.kind == "conv" else k.transpose(2, 3, 0, 1))
-            if layer.bias:
-                out[f"{p}.bias"] = np.asarray(_get(params, (*layer.path, "bias")), np.float32)
-        elif layer.kind == "bn":
-            path = (*layer.path, "bn")
-            out[f"{p}.weight"] = np.asarray(_get(params, (*path, "scale")), np.float32)
-            out[f"{p}.bias"] = np.asarray(_get(params, (*path, "bias")), np.float32)
-            out[f"{p}.running_mean"] = np.asarray(_get(stats, (*path, "mean")), np.float32)
-            out[f"{p}.running_var"] = np.asarray(_get(stats, (*path, "var")), np.float32)
-            out[f"{p}.num_batches_tracked"] = np.asarray(num_batches_tracked, np.int64)
+        for key, coll, path, _, back in layer.arrays():
+            a = np.asarray(_get(variables[coll], path), np.float32)
+            out[key] = a if back is None else np.ascontiguousarray(a.transpose(back))
+        if layer.kind == "bn":
+            out[f"{layer.prefix}.num_batches_tracked"] = np.asarray(num_batches_tracked, np.int64)
     return out
 
 

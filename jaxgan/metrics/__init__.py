@@ -28,7 +28,6 @@ from jaxgan.metrics.ms_ssim import (
     ssim_and_cs,
 )
 from jaxgan.metrics.pyramid import (
-    binomial_filter_2d,
     laplacian_pyramid,
     max_pyramid_levels,
     pyr_down,
@@ -56,7 +55,6 @@ __all__ = [
     "MSSSIMDiversity",
     "SWDAccumulator",
     "batch_descriptors",
-    "binomial_filter_2d",
     "evaluate_generator",
     "extract_descriptors",
     "fid_from_features",

@@ -60,12 +60,6 @@ INPUT_SIZE = 299
 MIN_INPUT_SIZE = 75
 
 
-def _pad(p):
-    if isinstance(p, int):
-        return ((p, p), (p, p))
-    return ((p[0], p[0]), (p[1], p[1]))
-
-
 class BasicConv(nn.Module):
     """Conv (no bias) -> BatchNorm (running statistics, eps 1e-3) -> ReLU."""
 
@@ -77,7 +71,7 @@ class BasicConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Conv(
-            self.features, self.kernel, self.strides, padding=_pad(self.padding), use_bias=False,
+            self.features, self.kernel, self.strides, padding=self.padding, use_bias=False,
             name="conv", precision=jax.lax.Precision.HIGHEST,
         )(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name="bn")(x)

@@ -26,11 +26,6 @@ import numpy as np
 BINOMIAL_1D = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
 
 
-def binomial_filter_2d() -> np.ndarray:
-    """The 5x5 binomial filter ``[1,4,6,4,1]^T [1,4,6,4,1] / 256`` as a float32 (5, 5) array."""
-    return np.outer(BINOMIAL_1D, BINOMIAL_1D).astype(np.float32)
-
-
 def _filter_axis(x: jax.Array, axis: int, gain: float) -> jax.Array:
     """Correlate ``x`` with the binomial taps (times ``gain``) along ``axis``, reflect-101 borders."""
     n = x.shape[axis]

@@ -36,7 +36,6 @@ from jaxgan.nn.cpu import rules as _rules
 
 Padding = int | Sequence[tuple[int, int]]
 
-WINOGRAD_IMPLS = _forms.WINOGRAD_IMPLS
 IMPLS = ("auto", "xla", *_forms.CONV_IMPLS)
 TRANSPOSE_IMPLS = ("auto", "xla", *_forms.TRANSPOSE_IMPLS)
 

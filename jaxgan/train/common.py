@@ -31,7 +31,6 @@ __all__ = [
     "check_image_batch",
     "check_key",
     "commit_step",
-    "ema_update",
     "freeze",
     "guard_finite",
     "in_compute_dtype",
@@ -111,6 +110,19 @@ def adam(opt: ml_collections.ConfigDict, learning_rate: float | optax.Schedule |
     return optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
 
 
+def adam_pair(config: ml_collections.ConfigDict, schedule: Callable | None = None
+              ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """(G's, D's) :func:`adam` of ``config.optimizer``, at ``schedule(config)`` if given: the
+    same objects for equal configs, so the steps that close over them share compilations."""
+    return _adam_pair(freeze(config), schedule)
+
+
+@functools.lru_cache(maxsize=64)
+def _adam_pair(config: ml_collections.FrozenConfigDict, schedule: Callable | None):
+    lr = None if schedule is None else schedule(config)
+    return adam(config.optimizer, lr), adam(config.optimizer, lr)
+
+
 @functools.lru_cache(maxsize=64)
 def _vmapped(step: Callable) -> Callable:
     return jax.vmap(step)
@@ -158,11 +170,7 @@ def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps
         )
     if decay_steps == 0:
         return optax.constant_schedule(learning_rate)
-    return optax.join_schedules(
-        [optax.constant_schedule(learning_rate),
-         optax.linear_schedule(learning_rate, 0.0, decay_steps)],
-        [constant_steps],
-    )
+    return optax.linear_schedule(learning_rate, 0.0, decay_steps, transition_begin=constant_steps)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -383,11 +391,6 @@ def commit_step(old: PyTree, new: PyTree, metrics: dict[str, jax.Array], finite:
     """
     state = guard_finite(finite, new, old).replace(step=old.step + 1, **advance)
     return state, {**metrics, "finite": finite}
-
-
-def ema_update(ema: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
-    """``decay * ema + (1 - decay) * params`` leaf by leaf (``optax.incremental_update``)."""
-    return optax.incremental_update(params, ema, 1.0 - decay)
 
 
 def load_torch_variables(what: str, source: Any, model_name: str, params: PyTree,

@@ -16,14 +16,12 @@ Usage::
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import struct
 
 from jaxgan import losses
@@ -104,15 +102,6 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     return common.in_compute_dtype(config, (g, d))
 
 
-def _optimizers(config):
-    return _optimizers_cached(common.freeze(config))
-
-
-@functools.lru_cache(maxsize=32)
-def _optimizers_cached(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    return common.adam(config.optimizer), common.adam(config.optimizer)
-
-
 def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
     """Initialise both networks (reference init, inside the models) and their optimizers.
 
@@ -123,7 +112,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANStat
 
 def _init(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = common.adam_pair(config)
     kg, kd = jax.random.split(key)
     r = config.image_size
     g_params, g_bs = common.init_variables(
@@ -188,7 +177,7 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
     n = common.check_image_batch("dcgan", batch, {"image": (None, r, r, ch)})
     common.check_key("dcgan", key)
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = common.adam_pair(config)
     real = batch["image"]
     z = jax.random.normal(jax.random.fold_in(key, state.step),
                           (n, config.model.latent_dim), jnp.float32)

@@ -8,7 +8,6 @@ One module both families import, so that neither train module reaches into the o
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -105,14 +104,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 def optimizers(config: ml_collections.ConfigDict
                ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     """(G's, D's) Adam on :func:`learning_rate_schedule`; the same objects for equal configs."""
-    return _optimizers(common.freeze(config))
-
-
-@functools.lru_cache(maxsize=32)
-def _optimizers(config: ml_collections.FrozenConfigDict
-                ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    lr = learning_rate_schedule(config)
-    return common.adam(config.optimizer, lr), common.adam(config.optimizer, lr)
+    return common.adam_pair(config, learning_rate_schedule)
 
 
 def check_batch(family: str, config: ml_collections.ConfigDict, batch: Any, *,

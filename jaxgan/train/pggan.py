@@ -20,7 +20,6 @@ latents, through the updated D), then the generator EMA (0.999). Adam(1e-3, 0, 0
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -28,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 from flax import struct
 
 from jaxgan import losses
@@ -200,15 +200,6 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
     return common.in_compute_dtype(config, (g, d))
 
 
-def _optimizers(config):
-    return _optimizers_cached(common.freeze(config))
-
-
-@functools.lru_cache(maxsize=32)
-def _optimizers_cached(config):
-    return common.adam(config.optimizer), common.adam(config.optimizer)
-
-
 def create_state(config: ml_collections.ConfigDict, key: jax.Array, stage: int = 0
                  ) -> PGGANState:
     """Initialise G (and its EMA copy), D and the optimizers, at ``stage`` (default 0).
@@ -222,7 +213,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, stage: int =
 
 def _init(config: ml_collections.ConfigDict, stage: int, key: jax.Array) -> PGGANState:
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = common.adam_pair(config)
     kg, kd = jax.random.split(key)
     r = stage_resolution(stage)
     a = jnp.ones((), jnp.float32)
@@ -243,7 +234,7 @@ def grow(config: ml_collections.ConfigDict, state: PGGANState) -> PGGANState:
     _check_stage(config, state.stage + 1)
     new = state.replace(stage=state.stage + 1, stage_images=jnp.zeros_like(state.stage_images))
     if config.schedule.reset_optimizer:
-        g_tx, d_tx = _optimizers(config)
+        g_tx, d_tx = common.adam_pair(config)
         new = new.replace(g_opt_state=g_tx.init(state.g_params),
                           d_opt_state=d_tx.init(state.d_params))
     return new
@@ -288,7 +279,7 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
             f"group size {group} (model.mbstd_group_size)")
     common.check_key("pggan", key)
     g, d = build_models(config)
-    g_tx, d_tx = _optimizers(config)
+    g_tx, d_tx = common.adam_pair(config)
     lc = config.loss
     a = alpha(config, stage, state.stage_images)
     k_step = jax.random.fold_in(key, state.step)
@@ -334,7 +325,7 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
     metrics = dict(d_loss=d_loss, **d_aux, g_loss=g_loss)
     g_params, g_opt_state = common.apply_optimizer(g_tx, g_grads, state.g_opt_state,
                                                    state.g_params)
-    g_ema = common.ema_update(state.g_ema_params, g_params, config.ema_decay)
+    g_ema = optax.incremental_update(g_params, state.g_ema_params, 1.0 - config.ema_decay)
 
     new = state.replace(g_params=g_params, d_params=d_params, g_ema_params=g_ema,
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state)
