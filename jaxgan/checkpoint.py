@@ -1,17 +1,12 @@
 """orbax checkpoints of a run: the train state, the grain iterator's position and the run's
 metadata (family, model signature, stage, step, config), saved asynchronously together.
 
-Failures are plain: a checkpoint that cannot be written raises :class:`CheckpointWriteError`
-(its partial directory removed, the checkpoints already there kept), and a checkpoint that
-cannot be read is skipped for the newest one that can, and renamed ``<step>.corrupt`` so that
-orbax no longer sees it (nothing is deleted).
-
-Paths are ``etils.epath`` paths, so a ``gs://`` directory reaches orbax as such. On several
-processes every process saves its part of the state; only the primary host creates,
-probes, cleans or renames directories (orbax writes its own metadata from there).
-The data position can be saved in ``meta`` instead of a grain iterator (``iterator=None``):
-grain's iterator state is one file per process and restores only on the same process
-count."""
+A checkpoint that cannot be written raises :class:`CheckpointWriteError` (its partial directory
+removed, earlier ones kept); one that cannot be read is skipped for the newest readable one and
+renamed ``<step>.corrupt`` so orbax no longer sees it (nothing is deleted). Paths are
+``etils.epath`` (``gs://`` works). On several processes each saves its part of the state; only
+the primary host creates, probes, cleans or renames directories. With ``iterator=None`` the data
+position lives in ``meta`` (grain's iterator state restores only on the same process count)."""
 
 from __future__ import annotations
 
@@ -52,12 +47,10 @@ class CheckpointReadError(CheckpointError):
 
 
 class _Quiet(logging.Filter):
-    """Drop orbax's noise about failures that the Checkpointer reports itself, once: orbax's
-    ERROR log records while a Checkpointer is open (each has a traceback, several per
-    failure) and its notice that a read-only directory is read-only; and, once a
-    Checkpointer was opened, what the reads and writes that orbax abandoned on a failure
-    report when they end: asyncio's "exception was never retrieved", the errors of orbax's
-    coroutines as they are closed, and tensorstore's "Event loop is closed"."""
+    """Drop orbax's noise about failures the Checkpointer reports itself: orbax's ERROR records
+    while a Checkpointer is open and its read-only-directory notice; and, once one was opened,
+    what the reads and writes orbax abandoned report as they end (asyncio's "exception was never
+    retrieved", orbax's coroutines' errors as they close, tensorstore's "Event loop is closed")."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,13 +120,12 @@ def _release(*errors: BaseException) -> None:
 
 
 class Checkpointer:
-    """orbax CheckpointManager (async, ``max_to_keep``) over items ``state`` (the train
-    state), ``data`` (the grain iterator position) and ``meta`` (family, model signature,
-    stage, step, config).
+    """orbax CheckpointManager (async, ``max_to_keep``) over items ``state``, ``data`` (the
+    grain iterator position) and ``meta``.
 
-    ``read_only=True`` (evaluation) never creates or writes anything, not even the
-    directory; otherwise the directory is created and proved writable here, before any
-    training, and stale temporary directories of an interrupted save are removed.
+    ``read_only=True`` (evaluation) creates and writes nothing, not even the directory;
+    otherwise the directory is created and proved writable here, before any training, and stale
+    temporary directories of an interrupted save are removed.
     """
 
     def __init__(self, directory: epath.PathLike, max_to_keep: int, *,
@@ -150,8 +142,7 @@ class Checkpointer:
         else:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-                # created in save() itself: a failure raises there, not in a thread that
-                # leaves save's writers waiting for the directory until a timeout
+                # created in save(): a failure raises there, not in a thread that times out
                 async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
         _QUIET.install()
         with self._writing(None):
@@ -204,10 +195,9 @@ class Checkpointer:
         self._pending = step
 
     def reached_preemption(self, step: int) -> bool:
-        """Whether ``step`` is the step at which every process saves after a preemption
-        notice (SIGTERM) to any of them (orbax's, through JAX's preemption sync manager;
-        False on a single process without ``jax.distributed``). Call it on every process
-        at every step."""
+        """Whether every process saves at ``step`` after a preemption notice (SIGTERM) to any of
+        them (False on one process without ``jax.distributed``); call it on every process at
+        every step."""
         return self.manager.reached_preemption(step)
 
     def wait(self) -> None:
@@ -257,11 +247,10 @@ class Checkpointer:
 
     def restore_newest(self, build: Callable[[dict], tuple[PyTree, Any]]
                        ) -> tuple[int, PyTree, Any, dict] | None:
-        """Restore the newest checkpoint that reads: ``build(meta)`` gives the (state
-        template, grain iterator or None) that its metadata calls for (its own errors, such
-        as another model's run, propagate). Returns (step, state, iterator, meta), or None
-        when the directory holds no checkpoint. Newer unreadable checkpoints are renamed
-        ``<step>.corrupt`` (unless read-only); CheckpointReadError when none reads."""
+        """Restore the newest readable checkpoint: ``build(meta)`` gives its (state template,
+        grain iterator or None); its own errors propagate. Returns (step, state, iterator, meta),
+        or None for no checkpoint. Newer unreadable ones are renamed ``<step>.corrupt`` (unless
+        read-only); CheckpointReadError when none reads."""
         found = self._newest(build, lambda step, built: self.restore(step, *built),
                              move=not self.read_only)
         if found is None:

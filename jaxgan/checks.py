@@ -1,6 +1,5 @@
-"""Checks of what reaches jaxgan's API boundaries (a model's input, a train step's batch, a
-metric's images): one image-batch check for all of them, whose errors name the expected
-shape and the fix."""
+"""Checks of what reaches jaxgan's API boundaries (model inputs, train-step batches, metric
+images), with errors that name the expected shape and the fix."""
 
 from __future__ import annotations
 
@@ -28,18 +27,11 @@ def check_images(
     num: int | None = None,
     dtype: Any = None,
 ) -> None:
-    """Raise ``ValueError`` unless ``x`` is a non-empty float (N, H, W, C) image batch
-    (a traced or a host array).
+    """Raise ``ValueError`` unless ``x`` (traced or host) is a non-empty float (N, H, W, C) batch.
 
-    Args:
-      x: the batch.
-      what: who expects it, for the message ("UnetGenerator(num_downs=8)", "pix2pix
-        train_step: batch['A']").
-      channels: required C, if fixed.
-      size: required H == W, if fixed.
-      divisor: H and W must be positive multiples of it (e.g. 2**num_downs for a U-Net).
-      num: required N, if fixed.
-      dtype: the one float dtype required (None: any floating dtype).
+    ``what`` names the caller in the message ("pix2pix train_step: batch['A']"). When given,
+    ``channels`` (C), ``size`` (H == W), ``num`` (N) and ``dtype`` (else any float) are
+    required; H and W must be positive multiples of ``divisor`` (2**num_downs for a U-Net).
     """
     c = channels if channels is not None else "C"
     dims = f"N, {size or 'H'}, {size or 'W'}, {c}"

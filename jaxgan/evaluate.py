@@ -1,19 +1,13 @@
 """``python -m jaxgan.evaluate --workdir DIR [--metrics swd,ms_ssim] [--num_images N]``:
 evaluate the latest checkpoint of a training run against its dataset.
 
-On a multi-host run, start it on every host as the training was (the same distributed flags):
-the metrics are computed over every host's rows, and process 0 writes the result.
-
-The family, config and model come from the checkpoint. Prints a table and writes
-``DIR/eval/<step>.json``. Metrics: ``swd`` (PGGAN's sliced Wasserstein distance, x1e3 per
-pyramid level and the average), ``ms_ssim`` (diversity: mean MS-SSIM over pairs of generated
-images; lower is more diverse), ``fid`` / ``kid`` (need ``--inception=weights.npz``, see
-``jaxgan.metrics.inception``). Conditional families (pix2pix, CycleGAN) are scored on G(A)
-of the eval split against its B images.
-
-A study (a run of ``--config.seeds``) is scored seed by seed: the table has one column per
-seed and the spread across seeds (mean, sample standard deviation, min, max), and the
-JSON file holds them as ``per_seed`` and ``summary``; ``results`` are the means.
+Family, config and model come from the checkpoint; prints a table and writes
+``DIR/eval/<step>.json``. Metrics: ``swd``, ``ms_ssim`` (diversity; lower is more diverse),
+``fid`` / ``kid`` (need ``--inception=weights.npz``, see :mod:`jaxgan.metrics.inception`).
+Conditional families (pix2pix, CycleGAN) score G(A) of the eval split against its B images. A
+study (``--config.seeds``) is scored per seed: the JSON holds ``per_seed``, ``summary`` (the
+spread) and the means as ``results``. Multi-host: start it on every host with the training's
+distributed flags; all hosts' rows are scored and process 0 writes the result.
 """
 
 from __future__ import annotations
@@ -34,9 +28,8 @@ FAMILIES = ("dcgan", "pix2pix", "cyclegan", "pggan")
 
 def evaluate_workdir(workdir: str, metrics: str = "swd,ms_ssim", num_images: int | None = None,
                      inception: str | None = None) -> tuple[int, dict[str, float]]:
-    """Evaluate the latest checkpoint of ``workdir``; returns (step, results) and writes
-    ``workdir/eval/<step>.json``. For a study, results are the means over its seeds; see
-    :func:`evaluate_study` for each seed's and the spread."""
+    """(step, results) of the latest checkpoint of ``workdir``, also written to
+    ``workdir/eval/<step>.json``; a study's results are the means (see :func:`evaluate_study`)."""
     step, record = evaluate_study(workdir, metrics, num_images, inception)
     return step, record["results"]
 
@@ -114,8 +107,7 @@ def format_table(step: int, results: dict[str, float], per_seed: dict | None = N
 
 
 def _flags():
-    """This command's flags, in their own absl ``FlagValues`` (not the global FLAGS, so that
-    :func:`main` can be called from Python with an argv of its own)."""
+    """This command's flags, in their own ``FlagValues`` so :func:`main` can take its own argv."""
     from absl import flags
 
     from jaxgan.experiments import cli

@@ -1,21 +1,14 @@
 """GAN losses, the WGAN gradient penalty, the PGGAN drift term and the image losses.
 
-All adversarial losses take *logits* (raw discriminator outputs, no sigmoid) of any shape:
-``[N]`` scores (DCGAN, PGGAN) or ``[N, h, w, 1]`` PatchGAN maps. As in the reference
-implementations the targets are per prediction (per patch), and every loss is the mean
-over the whole array, so a 30x30 map counts each patch equally.
+Adversarial losses take *logits* (no sigmoid) of any shape, ``[N]`` scores or
+``[N, h, w, 1]`` PatchGAN maps, with per-prediction targets and the mean over the whole
+array, as the references. ``kind``:
 
-Kinds (``kind`` argument of :func:`generator_loss` / :func:`discriminator_loss`):
-
-* ``'vanilla'``: binary cross-entropy with logits, real target 1, fake target 0
-  (the generator uses the non-saturating form, target 1 on fakes).
+* ``'vanilla'``: BCE with logits, real 1, fake 0 (generator: non-saturating, target 1).
 * ``'lsgan'``: mean squared error to 1 (real) and 0 (fake).
-* ``'wgan'``: critic ``mean(fake) - mean(real)``, generator ``-mean(fake)``; combine it with
-  :func:`gradient_penalty` (and :func:`drift_penalty`) for WGAN-GP.
+* ``'wgan'``: critic ``mean(fake) - mean(real)``, generator ``-mean(fake)``; for WGAN-GP add
+  :func:`gradient_penalty` (and :func:`drift_penalty`).
 * ``'hinge'``: critic ``mean(relu(1 - real)) + mean(relu(1 + fake))``, generator ``-mean(fake)``.
-
-The pix2pix/CycleGAN reference halves its discriminator loss (``0.5 * (real + fake)``);
-DCGAN and PGGAN do not. :func:`discriminator_loss` takes that factor as ``scale``.
 """
 
 from __future__ import annotations
@@ -78,11 +71,7 @@ def fake_loss(logits: jax.Array, kind: GanKind) -> jax.Array:
 
 
 def generator_loss(fake_logits: jax.Array, kind: GanKind) -> jax.Array:
-    """Adversarial generator loss on the discriminator's predictions for fakes (scalar).
-
-    ``vanilla``: non-saturating BCE with target 1; ``lsgan``: MSE to 1; ``wgan`` and
-    ``hinge``: ``-mean(fake)``.
-    """
+    """Adversarial generator loss (scalar) on D's logits for fakes, per the module docstring."""
     _check_kind(kind)
     if kind in ("wgan", "hinge"):
         return -jnp.mean(_f32(fake_logits))
@@ -92,11 +81,8 @@ def generator_loss(fake_logits: jax.Array, kind: GanKind) -> jax.Array:
 def discriminator_loss(
     real_logits: jax.Array, fake_logits: jax.Array, kind: GanKind, *, scale: float = 1.0
 ) -> jax.Array:
-    """``scale * (real_loss(real) + fake_loss(fake))`` (scalar float32).
-
-    Use ``scale=0.5`` for pix2pix/CycleGAN (the reference halves D's loss), 1.0 for DCGAN
-    and PGGAN.
-    """
+    """``scale * (real_loss(real) + fake_loss(fake))`` (scalar float32): ``scale=0.5`` for
+    pix2pix/CycleGAN (the reference halves D's loss), 1.0 for DCGAN and PGGAN."""
     return scale * (real_loss(real_logits, kind) + fake_loss(fake_logits, kind))
 
 
@@ -111,21 +97,12 @@ def gradient_penalty(
 ) -> jax.Array:
     """WGAN-GP penalty ``weight * mean_n (||grad_x D(x_hat_n)||_2 - target)^2`` (scalar).
 
-    The interpolates are ``x_hat = real + u * (fake - real)`` with one ``u ~ U(0, 1)`` per
-    sample. The gradient is ``jax.grad`` of ``sum(critic(x_hat))`` with respect to the
-    interpolates, which is the per-sample gradient whenever the critic treats samples
-    independently (the same construction as the PGGAN reference, which also sums the
-    scores; with minibatch-stddev the cross-sample terms are included, as there).
-    Unlike the PGGAN reference, the penalty is not divided by ``target**2``: with the
-    default target 1 the two agree.
-
-    Args:
-      critic: maps images ``[N, ...]`` to scores ``[N]`` (or any shape; they are summed).
-      real: real images ``[N, H, W, C]`` (any rank >= 1 with the batch first).
-      fake: generated images, same shape as ``real`` (gradients through it are stopped).
-      key: PRNG key for the interpolation weights.
-      weight: lambda, 10 in the papers.
-      target: the gradient-norm target (1; PGGAN's ``wgan_target``).
+    ``x_hat = real + u * (fake - real)`` for ``[N, H, W, C]`` images (any rank >= 1, batch
+    first; gradients stopped), one ``u ~ U(0, 1)`` per sample from ``key``. The gradient is of
+    ``sum(critic(x_hat))`` (scores of any shape), as in the PGGAN reference: per sample when
+    the critic treats samples independently, minibatch stddev's cross-sample terms included.
+    Unlike that reference it is not divided by ``target**2`` (PGGAN's ``wgan_target``; equal
+    at the default 1). ``weight``: lambda, 10 in the papers.
     """
     real = jax.lax.stop_gradient(_f32(real))
     fake = jax.lax.stop_gradient(_f32(fake))
@@ -170,9 +147,7 @@ def identity_loss(
     cycle_weight: float = 10.0,
     identity_weight: float = 0.5,
 ) -> jax.Array:
-    """CycleGAN identity loss ``L1(G(y), y) * cycle_weight * identity_weight``.
-
-    ``mapped`` is the generator applied to an image already in its target domain; the
-    reference scales the L1 by the cycle lambda of that domain and ``lambda_identity``.
+    """CycleGAN identity loss ``L1(G(y), y) * cycle_weight * identity_weight``, ``mapped`` =
+    G(y) for ``y`` in G's target domain (weights: that domain's cycle lambda, ``lambda_identity``).
     """
     return cycle_weight * identity_weight * l1_loss(mapped, original)

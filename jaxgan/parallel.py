@@ -1,22 +1,16 @@
 """Data parallelism over a device mesh: one 'data' axis, batches sharded, state replicated.
 
-The train steps are ordinary pure functions of a *global* batch; :func:`jit_step` compiles
-them with the batch sharded along ``'data'`` (``P('data')``) and the state replicated
-(``P()``), so XLA partitions the computation. Reductions over the batch (losses, BatchNorm
-statistics, minibatch stddev) stay global, and the sharded step computes the same function
-as the single-device step (up to float summation order).
+Train steps are pure functions of a *global* batch; :func:`jit_step` compiles them with the
+batch sharded ``P('data')`` and the state replicated, so batch reductions (losses, BatchNorm
+statistics, minibatch stddev) stay global and the step matches the single-device one up to
+float summation order. Meshes use ``AxisType.Auto``: with Explicit axes (``jax.make_mesh``'s
+default) unsharded random draws concatenated with a sharded batch raise ShardingTypeError.
 
-The mesh uses ``AxisType.Auto``: with Explicit axes (the ``jax.make_mesh`` default) random
-draws, which are unsharded, concatenated with a sharded batch raise ShardingTypeError.
-
-Multi-host: call ``jax.distributed.initialize()`` in the entry point; every process loads
-its own rows of the global batch and :func:`shard_batch` assembles the global array with
-``jax.make_array_from_process_local_data`` (the mesh orders devices by process, so process
-``p`` holds rows ``[p * B / P, (p + 1) * B / P)``). State and keys are made replicated by
-:func:`replicated` (created inside ``jit`` with replicated outputs: a process cannot
-``device_put`` onto devices it does not address, key arrays included).
-:func:`check_batch_sizes` refuses, before anything runs, a global batch the devices and
-processes cannot split. Nothing here uses pmap.
+Multi-host: call ``jax.distributed.initialize()`` in the entry point; each process loads its
+rows of the global batch (process ``p``: rows ``[p * B / P, (p + 1) * B / P)``) and
+:func:`shard_batch` assembles the global array. State and keys are created replicated
+inside ``jit`` (:func:`replicated`), as a process cannot ``device_put`` onto devices it does
+not address. Nothing here uses pmap.
 """
 
 from __future__ import annotations
@@ -65,12 +59,9 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def make_study_mesh(replicas: int, data: int) -> Mesh:
     """A ``('replica', 'data')`` mesh of ``replicas * data`` devices for a study of several
-    runs: each process's devices are dealt into the ``replicas`` rows, so every row holds
-    the same number of each process's devices, in process order along ``'data'``. A process
-    then holds its rows of every replica's batch, as it holds its rows of one run's batch.
-
-    Raises ValueError when the devices cannot be dealt so (``replicas`` must divide each
-    process's device count; ``replicas * data`` must not exceed the devices).
+    runs: each process's devices are dealt evenly into the rows, in process order along
+    ``'data'``, so a process holds its rows of every replica's batch. ValueError unless
+    ``replicas`` divides each process's device count and ``replicas * data`` devices exist.
     """
     processes = jax.process_count()
     local = len(jax.local_devices())
@@ -110,12 +101,9 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> Any:
-    """Every array leaf of ``tree`` (e.g. a train state or a key) replicated on ``mesh``
-    (or laid out as ``sharding``, e.g. :func:`replica_sharding`).
-
-    On one process a ``device_put`` (from any devices); on several, an identity ``jit``
-    with replicated outputs: ``device_put`` onto devices a process does not address is
-    refused for key arrays. Every process must call it with the same values.
+    """Every array leaf of ``tree`` (a train state, a key) replicated on ``mesh`` (or laid
+    out as ``sharding``). On several processes an identity ``jit`` (``device_put`` onto
+    unaddressed devices is refused for keys); every process must pass the same values.
     """
     sharding = replicated_sharding(mesh) if sharding is None else sharding
     if jax.process_count() == 1:
@@ -126,9 +114,7 @@ def replicate(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> A
 def replicated(fn: Callable[[], Any], mesh: Mesh, sharding: NamedSharding | None = None
                ) -> Callable[[], Any]:
     """``fn`` (no array arguments) jitted with every output replicated on ``mesh`` (or laid
-    out as ``sharding``, e.g. :func:`replica_sharding`): how a state or key is created on
-    all processes at once, with no host-to-device copy onto devices a process cannot
-    address."""
+    out as ``sharding``): creates a state or key on all processes without host copies."""
     return jax.jit(fn, out_shardings=replicated_sharding(mesh) if sharding is None else sharding)
 
 
@@ -144,13 +130,11 @@ def nearest_multiples(size: int, divisor: int) -> tuple[int, ...]:
 
 def check_batch_sizes(sizes: Sequence[tuple[str, int]], num_devices: int | None = None,
                       num_processes: int | None = None) -> None:
-    """Refuse, up front, global batches that ``num_devices`` devices over ``num_processes``
-    processes cannot split evenly (default: this run's counts).
-
-    ``sizes``: (what, size) pairs, e.g. ``("stage 3 (32x32)", 12)``. On several processes
-    every size must be a multiple of the device count (each process feeds its own devices);
-    one process may run a batch on fewer devices (see ``jaxgan.experiments.runner``).
-    Raises :class:`BatchSizeError` naming each bad size and the nearest valid ones.
+    """Raise :class:`BatchSizeError`, naming each bad size and the nearest valid ones, for
+    global batches ``num_devices`` devices over ``num_processes`` processes (default: this
+    run's) cannot split. ``sizes``: (what, size) pairs, e.g. ``("stage 3 (32x32)", 12)``. On
+    several processes each must be a multiple of the device count; one process may run a
+    batch on fewer devices (see ``jaxgan.experiments.runner``).
     """
     num_devices = jax.device_count() if num_devices is None else int(num_devices)
     num_processes = jax.process_count() if num_processes is None else int(num_processes)
@@ -179,19 +163,12 @@ def describe_processes() -> str:
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
-    """Build global batch arrays sharded ``P('data')`` from this process's local data.
+    """Global batch arrays sharded ``P('data')`` from this process's local data.
 
-    Args:
-      batch: a pytree of host arrays (numpy or jax), each ``[n_local, ...]``: this process's
-        slice of the global batch (on one host, the whole batch). The global batch size is
-        ``n_local * jax.process_count()`` and must be divisible by the mesh's data size.
-        On a study mesh (:func:`make_study_mesh`) each leaf is ``[K, n_local, ...]``: this
-        process's rows of each replica's batch.
-      mesh: from :func:`make_mesh` or :func:`make_study_mesh`.
-
-    Returns:
-      The same pytree of ``jax.Array`` with global shape ``[n_local * process_count, ...]``
-      (``[K, n_local * process_count, ...]`` on a study mesh).
+    ``batch``: a pytree of numpy or jax arrays ``[n_local, ...]`` (``[K, n_local, ...]`` on a
+    study mesh), this process's rows; the global ``n_local * process_count`` must be divisible
+    by the mesh's data size. Returns the pytree of ``jax.Array`` of global shape
+    ``[n_local * process_count, ...]`` (``[K, n_local * process_count, ...]``).
     """
     sharding = batch_sharding(mesh)
     n_data = int(mesh.shape[DATA_AXIS])
@@ -223,12 +200,11 @@ def jit_step(
 ) -> Callable[..., tuple[Any, Any]]:
     """jit a ``step(state, batch, key) -> (state, metrics)`` for the mesh.
 
-    With a mesh: state and key replicated, batch sharded ``P('data')``, outputs replicated;
-    on a study mesh (a step vmapped over replicas) state and key split over ``'replica'``,
-    the batch ``P('replica', 'data')``, the metrics (``[K]`` each) replicated. Without one: a plain ``jax.jit``. With ``donate`` the input state's buffers are reused
-    for the output state (do not touch a state after passing it in). ``compiler_options``
-    go to XLA (e.g. ``{"xla_backend_optimization_level": 0}`` halves CPU compile time for
-    quick checks, at some run-time cost).
+    With a mesh: state and key replicated, batch ``P('data')``, outputs replicated; on a
+    study mesh (a step vmapped over replicas) state and key split over ``'replica'``, batch
+    ``P('replica', 'data')``, metrics (``[K]`` each) replicated. Without: a plain ``jax.jit``.
+    ``donate`` reuses the input state's buffers (do not touch it afterwards).
+    ``compiler_options`` go to XLA (``{"xla_backend_optimization_level": 0}``: faster compiles).
     """
     donate_argnums = (0,) if donate else ()
     kwargs: dict[str, Any] = {"donate_argnums": donate_argnums}

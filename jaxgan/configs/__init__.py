@@ -1,9 +1,7 @@
 """Default configs of the entry points: each ``<family>.py`` has ``get_config()`` returning the
-CPU default (embedded data, narrow networks, minutes on a laptop CPU). Named configs,
-including the papers' setups, are in the repository's ``experiments/configs/``.
-
-A config is the family's train defaults (``jaxgan.train.<family>.default_config()``, every
-reference value) plus :func:`add_run_fields`: data and loop settings.
+CPU default (embedded data, narrow networks); named configs, including the papers' setups,
+are in the repository's ``experiments/configs/``. A config is the family's
+``default_config()`` (every reference value) plus :func:`add_run_fields`.
 """
 
 from __future__ import annotations
@@ -25,23 +23,18 @@ def add_run_fields(
 
     Fields:
       data.source: a ``jaxgan.data.make_source`` spec ("digits:32", "tfds:celeb_a",
-        "aligned:/data/facades", ...). data.split / data.eval_split: splits for training and
-        for sample inputs / evaluation. data.transforms: "resize", "center_crop",
-        "resize_and_crop" (load_size then random crop), "random_crop", "none".
-        data.worker_count: grain worker processes (0: in the main process).
-        data.skip_corrupt: skip image files that do not decode (counted and reported) rather
-          than stop. data.download: let TFDS download and prepare a dataset not yet prepared.
-        data.options: extra keyword options for make_source (e.g. data_dir).
-      num_steps: total training steps of the run (a resumed run continues to it).
-      seeds: a study: comma-separated seeds ("0,1,2"), one independent run per seed trained
-        together as one program (replica k is exactly the run with ``seed=k``); '' = the
-        single run of ``seed``.
-      log_every / sample_every / checkpoint_every / eval_every: intervals in steps (0 turns
-        samples or evaluation off). max_checkpoints: checkpoints kept.
-      num_samples: images in each sample grid.
+        "aligned:/data/facades", ...). data.split / data.eval_split: for training and for
+        sample inputs / evaluation.
+      data.transforms: "resize", "center_crop", "resize_and_crop" (load_size then random
+        crop), "random_crop" or "none". data.worker_count: grain workers (0: main process).
+      data.skip_corrupt: skip (and count) undecodable image files rather than stop.
+      data.download: let TFDS prepare a missing dataset. data.options: make_source options.
+      num_steps: the run's total steps (a resumed run continues to it).
+      seeds: comma-separated seeds ("0,1,2") trained together as one study, replica k
+        exactly the run with ``seed=k``; '' = the single run of ``seed``.
+      *_every: intervals in steps (0 turns samples or evaluation off).
       eval_metrics: comma-separated jaxgan.metrics names (swd, ms_ssim, fid, kid).
-      eval_num_images: images per side for evaluation. eval_inception: path of an Inception
-        weight file for fid/kid ('' if none).
+        eval_num_images: images per side. eval_inception: Inception weights for fid/kid.
     """
     if "data" not in c:
         c.data = ml_collections.ConfigDict()

@@ -1,7 +1,7 @@
 """CycleGAN CPU default: photos <-> immunohistochemistry micrographs on 64x64 crops
 (``photos2ihc``, scikit-image's bundled images), ResNet generator with 3 blocks, ngf = ndf = 16.
 
-    python -m jaxgan.experiments.cyclegan         # a few minutes on a laptop CPU
+    python -m jaxgan.experiments.cyclegan
 """
 
 from jaxgan.configs import add_run_fields

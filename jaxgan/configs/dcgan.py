@@ -1,6 +1,6 @@
 """DCGAN CPU default: 32x32 handwritten digits (scikit-learn's, embedded), ngf = ndf = 32.
 
-    python -m jaxgan.experiments.dcgan            # a few minutes on a laptop CPU
+    python -m jaxgan.experiments.dcgan
 """
 
 from jaxgan.configs import add_run_fields

@@ -1,7 +1,7 @@
 """pix2pix CPU default: edges -> photo on 64x64 crops of scikit-image's bundled photos
 (``edges2photos``, embedded), U-Net with 6 downs, ngf = ndf = 32, batch 4.
 
-    python -m jaxgan.experiments.pix2pix          # a few minutes on a laptop CPU
+    python -m jaxgan.experiments.pix2pix
 """
 
 from jaxgan.configs import add_run_fields

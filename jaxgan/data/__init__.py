@@ -6,31 +6,22 @@ Typical use in a training loop::
     import grain, orbax.checkpoint as ocp
     from jaxgan import data
 
-    source = data.make_source(config.data.source, split="train")      # e.g. "digits:32"
-    loader = data.make_loader(source, global_batch_size=64, seed=0, image_size=32,
-                              channels=1)
-    it = iter(loader)                       # grain DataLoaderIterator
-    batch = next(it)                        # {"image": float32 (64 // nproc, 32, 32, 1)}
-
-    # Iterator state next to the train state, with orbax:
+    source = data.make_source(config.data.source, split="train")   # e.g. "digits:32"
+    loader = data.make_loader(source, global_batch_size=64, seed=0, image_size=32, channels=1)
+    it = iter(loader)           # grain DataLoaderIterator
+    batch = next(it)            # {"image": float32 (64 // nproc, 32, 32, 1)}
+    # Iterator state next to the train state; restore into iter() of the same loader:
     mngr = ocp.CheckpointManager(workdir / "ckpt")
-    mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(it)))
-    # restore: build the same loader, it = iter(loader), then
-    mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(state),
-        data=grain.checkpoint.CheckpointRestore(it)))  # restores `it` in place
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            data=grain.checkpoint.CheckpointSave(it)))
+    mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state),
+                                               data=grain.checkpoint.CheckpointRestore(it)))
 
-``grain.checkpoint.CheckpointHandler`` / ``CheckpointSave`` / ``CheckpointRestore`` (grain
-0.2.18; older names ``grain.python.PyGrainCheckpointHandler`` / ``PyGrainCheckpointSave`` /
-``PyGrainCheckpointRestore``) write one JSON file per process. Without orbax:
-``it.get_state()`` -> bytes and ``it.set_state(bytes)``.
-
-Records are dicts of uint8 ``(H, W, C)`` numpy arrays: ``{"image"}`` or ``{"A", "B"}``;
-batches are dicts of float32 NHWC arrays in [-1, 1] holding this process's slice of the
-global batch. See :mod:`jaxgan.data.spec` for the source strings and
-:mod:`jaxgan.data.pipeline` for the pipeline.
+The grain checkpoint classes (``grain.python.PyGrainCheckpoint*`` in older grain) restore
+``it`` in place and write one JSON file per process; without orbax: ``it.get_state()`` ->
+bytes, ``it.set_state(bytes)``. Records are dicts of uint8 ``(H, W, C)`` arrays,
+``{"image"}`` or ``{"A", "B"}``; batches are float32 NHWC in [-1, 1], this process's slice of
+the global batch. Source strings: :mod:`jaxgan.data.spec`; pipeline: :mod:`jaxgan.data.pipeline`.
 """
 from jaxgan.data.embedded import DigitsSource, Edges2PhotosSource, edge_map, photos2ihc
 from jaxgan.data.errors import (

@@ -1,20 +1,15 @@
 """Embedded real data that ships with PyPI packages (no network at run time).
 
-* ``digits``: scikit-learn's 1,797 handwritten digits (8x8, 17 gray levels, from the UCI
-  "Optical Recognition of Handwritten Digits" set). Records ``{"image": uint8 (s, s, 1)}``:
-  values ``round(v * 255 / 16)``, upsampled once at construction with bicubic filtering to
-  ``size`` (8 = native; 16/32/64 for the GANs). Splits: ``train`` = the first 1,500,
-  ``test`` = the last 297, ``all``.
-* ``edges2photos`` (pix2pix default): 256x256 crops of scikit-image's bundled colour photos
-  (astronaut, coffee, rocket, both stereo_motorcycle views; 171 crops on a 64-pixel grid)
-  as ``B``, and their edge maps as ``A``: Canny (sigma 2) on the BT.601 luma, black edges
-  on white, uint8 (256, 256, 1) -- the edges2shoes layout. ``test`` = the 10 crops of
-  ``chelsea`` (a photo never seen in ``train``).
-* ``photos2ihc`` (CycleGAN default): two visually distinct unpaired domains. ``A`` = the
-  same 256x256 photo crops (natural colour photographs); ``B`` = 256x256 crops of
-  scikit-image's immunohistochemistry micrograph (``ihc.png``, brown/blue stained tissue,
-  81 crops on a 32-pixel grid). ``test``: A = the ``chelsea`` crops, B = crops of the IHC
-  image rescaled by 0.75 (the only bundled IHC image, so B test views overlap B train).
+* ``digits``: scikit-learn's 1,797 8x8 handwritten digits (17 gray levels) as uint8
+  ``round(v * 255 / 16)``, bicubic-upsampled once to ``size``: ``{"image": (s, s, 1)}``.
+  Splits: ``train`` = the first 1,500, ``test`` = the last 297, ``all``.
+* ``edges2photos`` (pix2pix default): ``B`` = 256x256 crops (64-pixel grid, 171 crops) of
+  scikit-image's colour photos (astronaut, coffee, rocket, both stereo_motorcycle views),
+  ``A`` = their black-on-white Canny edges (sigma 2, BT.601 luma), uint8 (256, 256, 1).
+  ``test`` = the 10 crops of ``chelsea``, a photo unseen in ``train``.
+* ``photos2ihc`` (CycleGAN default): unpaired ``A`` = the same photo crops, ``B`` = 81
+  256x256 crops (32-pixel grid) of scikit-image's immunohistochemistry micrograph. ``test``:
+  A = ``chelsea``, B = the IHC image rescaled by 0.75 (overlapping B train: it is the only one).
 
 Photos are read lazily and cached per process, so sources pickle cheaply into grain workers.
 """

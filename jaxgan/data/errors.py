@@ -1,9 +1,5 @@
-"""Errors raised by :mod:`jaxgan.data` for bad user input.
-
-Every error names the problem (the file, folder or dataset involved) and the fix. They
-subclass the builtin exception a caller would naturally catch: content problems are
-``ValueError``s, missing things are ``FileNotFoundError``s.
-"""
+"""Errors raised by :mod:`jaxgan.data` for bad user input, naming the file, folder or dataset
+and the fix: content problems are ``ValueError``s, missing things ``FileNotFoundError``s."""
 from __future__ import annotations
 
 

@@ -1,12 +1,9 @@
 """Decoding image files into uint8 arrays, and listing image files in a folder tree.
 
-All decoded images are ``np.uint8`` arrays of shape ``(H, W, C)`` with ``C`` in
-``{1, 2, 3, 4}`` (gray, gray+alpha, RGB, RGBA), values in ``[0, 255]``. 16-bit files are
-mapped to 8 bits (``round(v / 257)`` for 16-bit gray; Pillow itself keeps the high byte of
-16-bit RGB); palette images become RGB, or RGBA when they carry transparency. Alpha is kept
-here and dropped by the pipeline's channel conversion. The EXIF Orientation tag is applied
-(``ImageOps.exif_transpose``), so photos from cameras and phones come out upright, and
-:func:`image_size` reports that upright size.
+Decoded images are uint8 ``(H, W, C)``, ``C`` in {1, 2, 3, 4} (gray, gray+alpha, RGB, RGBA).
+16-bit gray maps to ``round(v / 257)`` (Pillow keeps the high byte of 16-bit RGB); palette
+images become RGB, or RGBA with transparency; alpha is dropped later, by the pipeline. The
+EXIF Orientation is applied, so camera photos come out upright (:func:`image_size` too).
 """
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ from jaxgan.data.errors import CorruptImageError, NoImagesFoundError
 #: File extensions (lower case) that folder sources pick up.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-# Pillow refuses images above ~179 Mpixel by default ("decompression bomb"); real
-# datasets stay far below, keep the protection.
+# Pillow's decompression-bomb limit (~179 Mpixel) is deliberately kept.
 
 # EXIF orientations that turn the image by 90 degrees (width and height swap).
 _SWAPS_AXES = (5, 6, 7, 8)
@@ -39,7 +35,7 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
         has_alpha = mode == "PA" or "transparency" in im.info
         arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
     elif mode.startswith("I;16") or mode == "I":
-        # 16-bit gray (PNG/TIFF). Mode "I" is 32-bit; assume 16-bit content, clip above.
+        # Mode "I" is 32-bit: assume 16-bit content, clip above.
         wide = np.asarray(im).astype(np.float64)
         arr = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
     elif mode == "F":
@@ -56,11 +52,8 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
 
 
 def _orientation(im: Image.Image) -> int:
-    """The EXIF Orientation of an opened image, 1 (upright) when it has none or it is broken.
-
-    Reads no pixels, except for a PNG whose EXIF comes after its pixel data (Pillow decodes
-    the image to find it); :func:`image_size` skips those.
-    """
+    """The EXIF Orientation (1 if none or broken); reads no pixels, except for a PNG whose
+    EXIF follows its pixel data (:func:`image_size` skips those)."""
     try:
         return int(im.getexif().get(ExifTags.Base.Orientation, 1))
     except Exception:  # noqa: BLE001 (a malformed EXIF block: keep the pixels as stored)
@@ -69,19 +62,11 @@ def _orientation(im: Image.Image) -> int:
 
 def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = None
                  ) -> np.ndarray:
-    """Reads one image file, upright: its EXIF Orientation is applied.
+    """Reads one image file (PNG, JPEG, BMP, TIFF, WebP), upright, as uint8 ``(H, W, C)``.
 
-    Args:
-      path: a PNG, JPEG, BMP, TIFF or WebP file, 8 or 16 bits per channel, gray/RGB/RGBA.
-      min_size: optional (h, w) speed hint for JPEGs: libjpeg decodes directly at 1/2, 1/4
-        or 1/8 scale (DCT scaling, Pillow's ``draft``) as long as the result stays at least
-        this large. Other formats ignore it. The pipeline's resize then does the rest.
-
-    Returns:
-      ``np.uint8`` array of shape ``(H, W, C)``, ``C`` in ``{1, 2, 3, 4}``, values 0..255.
-
-    Raises:
-      CorruptImageError: the file is missing, truncated or not an image; names the file.
+    ``min_size``: optional (h, w) speed hint for JPEGs, decoded at 1/2, 1/4 or 1/8 scale
+    (Pillow's ``draft``) while staying at least this large; other formats ignore it. Raises
+    :class:`CorruptImageError`, naming the file, if it is missing, truncated or not an image.
     """
     try:
         with Image.open(path) as im:
@@ -99,8 +84,7 @@ def decode_image(path: str | os.PathLike, min_size: tuple[int, int] | None = Non
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image file, upright (EXIF orientation applied), from its header
-    alone: the pixels are not decoded."""
+    """(height, width) of an image file, upright, from its header alone (no pixel decoding)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -114,13 +98,10 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def list_image_files(root: str | os.PathLike,
                      extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[str]:
-    """Image files under ``root``, recursively, sorted by path relative to ``root``.
+    """Image files under ``root``, recursively (following folder symlinks, skipping hidden
+    names such as macOS ``._x.jpg``), sorted by path relative to ``root``.
 
-    Hidden files and folders (names starting with ``.``, e.g. macOS ``._x.jpg``) are skipped.
-    Symbolic links to folders are followed.
-
-    Raises:
-      NoImagesFoundError: ``root`` does not exist, is not a folder, or holds no image files.
+    Raises :class:`NoImagesFoundError` if ``root`` is missing, not a folder or has no images.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):

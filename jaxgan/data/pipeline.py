@@ -1,46 +1,23 @@
 """grain pipelines: ``make_loader(source, ...)`` -> an iterable of per-process batches.
 
-Order of operations per record: read (``ReadOptions`` threads, prefetch) -> channel
-conversion -> geometric transform (resize / crop) -> random horizontal flip (same for A and
-B) -> float32 in [-1, 1] -> PGGAN box downsampling (``resolution``) -> batch.
+Per record: read -> channel conversion -> geometric transform -> random horizontal flip (the
+same for A and B) -> float32 in [-1, 1] -> PGGAN box downsampling (``resolution``) -> batch.
 
-Determinism: grain's ``IndexSampler`` shuffles record indices with a new permutation each
-epoch from ``seed``, and every record gets its own ``np.random.Generator`` derived from
-``seed`` and its position in the global stream, so the same ``seed`` gives the same global
-batches, whatever ``worker_count`` and the process count are: grain deals the stream round-robin to its worker
-processes, which batch separately, and :class:`_WorkerOrderSampler` hands each worker the
-records of the in-process batches (with finite ``num_epochs`` the last ``worker_count``
-batches or fewer may differ). Epochs run back to back: with ``num_epochs=None`` the stream
-is endless and a batch may straddle two epochs.
+Determinism: the global batches depend on ``seed`` and ``global_batch_size`` alone, not on
+``worker_count`` or the process count (grain reshuffles from ``seed`` each epoch; a record's
+``np.random.Generator`` derives from ``seed`` and its global position; with finite
+``num_epochs`` the last ``worker_count`` batches may differ). Epochs run back to back: with
+``num_epochs=None`` a batch may straddle two. Workers exit when the trainer dies, even by SIGKILL.
 
-Worker processes (``worker_count > 0``, spawned by grain) exit when the training process
-dies, even by SIGKILL, instead of living on as orphans (see :func:`_exit_with_parent`).
+Multi-host: process ``p`` of ``P`` yields rows ``[p * B / P, (p + 1) * B / P)`` of each global
+batch of ``B``, for ``jax.make_array_from_process_local_data`` on a process-ordered mesh
+(:func:`jaxgan.parallel.make_mesh`). ``it.get_state()`` / ``set_state`` (on a fresh iterator of
+the same loader; orbax: the package docstring) resume right after the last batch returned,
+on the same process count only; :meth:`Loader.iter_from` resumes at a global batch on any.
 
-Folder sources report their images' sizes from the file headers; ``make_loader`` warns once,
-up front, when some are smaller than what they are resized to (they would be upscaled).
-
-Multi-host: every process reads the same sequence of global batches (a function of ``seed``
-and ``global_batch_size`` alone, not of the process count) and keeps its rows of each: process
-``p`` of ``P`` yields rows ``[p * B / P, (p + 1) * B / P)`` of every global batch of ``B``, ready
-for ``jax.make_array_from_process_local_data`` on a mesh whose devices are ordered by process
-(:func:`jaxgan.parallel.make_mesh`). A run is so comparable across host counts, and resumes
-on another one: its data position is the number of global batches taken, and
-:meth:`Loader.iter_from` starts the stream at any global batch.
-
-Checkpointing: ``it = iter(loader)``; ``it.get_state()`` -> bytes, ``it.set_state(bytes)`` on a
-fresh iterator of an identically built loader resumes exactly after the last batch
-returned. With orbax, ``grain.checkpoint.CheckpointHandler`` with the args classes
-``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (aliases of
-``grain.python.PyGrainCheckpointHandler`` / ``PyGrainCheckpointSave`` / ``...Restore``) store
-one JSON file per process (tied to the process count: a run's checkpoints store the global
-batch position instead, see :meth:`Loader.iter_from`); see the package docstring for a
-CheckpointManager example.
-
-PGGAN stage resolution: ``resolution=r`` makes the pipeline emit reals at the stage
-resolution ``r`` by box downsampling (2x2 average repeated) the ``image_size`` images in
-float, as the reference builds its lower levels of detail. Build one loader per stage;
-the fade-in cross-fade of reals with ``upsample_nearest(box_downsample(x))`` is done on
-device by the train step (``jaxgan.data.box_downsample`` works on jax arrays too).
+PGGAN: ``resolution=r`` box-downsamples reals to the stage resolution (2x2 average repeated,
+in float, as the reference's lower levels of detail); one loader per stage. The train step
+does the fade-in cross-fade with ``upsample_nearest(box_downsample(x))`` on device.
 """
 from __future__ import annotations
 
@@ -66,13 +43,10 @@ _parent_watch: threading.Thread | None = None
 def _exit_with_parent() -> None:
     """In a grain worker process: exit as soon as the parent (training) process is gone.
 
-    grain's workers wait on their output queue and never notice a parent that was killed
-    (SIGKILL, the OOM killer), so they would live on as orphans, and with them
-    multiprocessing's resource tracker, which exits only when they do.
-    ``multiprocessing.parent_process()``'s sentinel becomes ready when the parent exits; a
-    daemon thread waits on it. (``prctl(PR_SET_PDEATHSIG)`` does not fit: it fires when the
-    spawning *thread* ends, and grain spawns its workers from its prefetch threads.) No-op in
-    a process that multiprocessing did not start.
+    grain's workers (and so multiprocessing's resource tracker) outlive a killed parent; a
+    daemon thread waits on ``multiprocessing.parent_process()``'s sentinel instead.
+    (``prctl(PR_SET_PDEATHSIG)`` fires when the spawning *thread* ends, and grain spawns from
+    its prefetch threads.) No-op in a process that multiprocessing did not start.
     """
     global _parent_watch
     parent = multiprocessing.parent_process()
@@ -89,20 +63,12 @@ def _exit_with_parent() -> None:
 
 
 class _WorkerOrderSampler:
-    """grain's ``IndexSampler`` reordered so ``worker_count`` processes yield the batches of
-    the in-process pipeline.
-
-    grain gives worker ``w`` of ``W`` the stream positions ``w, w + W, ...`` and each worker
-    batches its own records; the batches are then taken from the workers in turn. So batch
-    ``k`` is worker ``k % W``'s batch ``k // W``. Within each block of ``W * batch_size``
-    positions this sampler maps a worker's positions to those of in-process batch ``k``;
-    each record keeps its inner-sampler metadata, so its random transform is the same too.
-    Positions past the last full block (finite streams only) keep grain's order.
-    ``shard_count`` is the process count of the shard options (positions interleave them).
-
-    grain pickles the pipeline into each worker; unpickling there (``__setstate__``) is
-    where the worker starts :func:`_exit_with_parent` (``grain.DataLoader`` takes no
-    ``worker_init_fn``).
+    """grain's ``IndexSampler`` reordered so ``worker_count`` processes yield the in-process
+    pipeline's batches. Worker ``w`` of ``W`` batches positions ``w, w + W, ...`` and batch
+    ``k`` is worker ``k % W``'s batch ``k // W``, so within each block of ``W * batch_size``
+    positions a worker's map to in-process batch ``k``'s (metadata kept); the rest keep
+    grain's order. ``shard_count``: the interleaved process count. Unpickling in a worker
+    starts :func:`_exit_with_parent` (``grain.DataLoader`` has no ``worker_init_fn``).
     """
 
     def __init__(self, inner: grain.samplers.IndexSampler, *, worker_count: int,
@@ -134,13 +100,10 @@ class _WorkerOrderSampler:
 
 
 class _ProcessRowsSampler:
-    """The global stream of batches of ``global_batch_size``, from global batch
-    ``start_batch`` on, of which this process reads its rows: local position ``i`` is row
-    ``process_index * b + i % b`` of global batch ``start_batch + i // b`` (``b`` the
-    per-process batch). Each record keeps the inner sampler's metadata at its global
-    position (its key and random transform), so the global batches are the same for every
-    process count. On one process a finite stream keeps its last partial batch; on several
-    only whole global batches are read (a partial one cannot be split evenly)."""
+    """This process's rows of the global stream of ``global_batch_size`` batches, from global
+    batch ``start_batch`` on: local position ``i`` is row ``process_index * b + i % b`` of
+    global batch ``start_batch + i // b`` (``b`` per process), with the inner metadata of that
+    global position. Several processes read only whole global batches of a finite stream."""
 
     def __init__(self, inner: grain.samplers.IndexSampler, *, global_batch_size: int,
                  process_index: int, process_count: int, start_batch: int = 0):
@@ -175,10 +138,7 @@ class _ProcessRowsSampler:
 
 def _warn_if_upscaled(source: Any, mode: str, size: tuple[int, int],
                       load_size: tuple[int, int] | None) -> None:
-    """Warns when folder images are smaller than what ``mode`` resizes them to.
-
-    Sizes come from the file headers (``source.image_sizes()``, folder sources only).
-    """
+    """Warns when folder images (``source.image_sizes()``) are smaller than ``mode``'s target."""
     sizes = source.image_sizes() if hasattr(source, "image_sizes") else None
     if not sizes or mode not in ("resize", "center_crop", "resize_and_crop"):
         return
@@ -198,11 +158,8 @@ def _warn_if_upscaled(source: Any, mode: str, size: tuple[int, int],
 
 @dataclasses.dataclass
 class Loader:
-    """What ``make_loader`` returns: iterate it for batches.
-
-    ``iter(loader)`` gives a ``grain.DataLoaderIterator`` (``get_state``/``set_state``).
-    Each batch is a dict ``{key: np.float32 (per_process_batch_size, h, w, c)}`` in [-1, 1].
-    """
+    """What ``make_loader`` returns; ``iter(loader)`` is a ``grain.DataLoaderIterator`` of
+    ``{key: np.float32 (per_process_batch_size, h, w, c)}`` batches in [-1, 1]."""
 
     data_loader: grain.DataLoader
     source: Any
@@ -219,9 +176,7 @@ class Loader:
         return iter(self.data_loader)
 
     def iter_from(self, batch: int) -> grain.DataLoaderIterator:
-        """An iterator whose first batch is global batch ``batch`` of the stream: how a run
-        resumes at a checkpointed position on any number of processes (the position is
-        global, grain's own iterator state is per process)."""
+        """An iterator starting at global batch ``batch``: resumes a run on any process count."""
         if int(batch) == 0 or self.build is None:
             if int(batch):
                 raise ValueError("this loader cannot start at a later batch")
@@ -270,34 +225,24 @@ def make_loader(
     prefetch: int = 256,
     drop_remainder: bool = True,
 ) -> Loader:
-    """Builds the grain pipeline over ``source`` (see the module docstring for semantics).
+    """Builds the grain pipeline over ``source`` (semantics: the module docstring).
 
     Args:
       source: a random-access source of uint8 ``(H, W, C)`` records (``make_source``).
-      global_batch_size: batch size summed over all JAX processes; must be divisible by
-        ``jax.process_count()``. Each process yields its ``global_batch_size //
-        process_count`` rows of every global batch (see the module docstring).
-      seed: shuffle and random-transform seed.
-      image_size: output size ``s`` or ``(h, w)`` before ``resolution`` downsampling. Folder
-        images smaller than what they are resized to give one warning (they get upscaled).
-      channels: 1 or 3 for every image key, a dict per key (``{"A": 1, "B": 3}``), or None
-        for the first record's channels (alpha dropped).
-      transforms: geometric mode: ``"resize"``, ``"center_crop"``, ``"resize_and_crop"``
-        (pix2pix/CycleGAN 286 -> 256), ``"random_crop"``, ``"none"``; or a sequence of grain
-        transforms to use instead of the built-in one (they must produce float32 images).
-      load_size: resize target for ``"resize_and_crop"``; default ``round(image_size*286/256)``.
+      global_batch_size: summed over all JAX processes; divisible by ``jax.process_count()``.
+      image_size: output ``s`` or ``(h, w)`` before ``resolution`` downsampling; folder images
+        smaller than their resize target give one warning (they get upscaled).
+      channels: 1 or 3 (all keys), a dict (``{"A": 1, "B": 3}``), or None: the first record's.
+      transforms: a mode of :mod:`jaxgan.data.transforms`, or grain transforms replacing the
+        built-in one (they must produce float32 images).
+      load_size: resize target of ``"resize_and_crop"``; default ``round(image_size*286/256)``.
       flip: random horizontal flip (p = 0.5), the same for all images of a record.
       resolution: PGGAN stage resolution; ``image_size / resolution`` must be a power of 2.
-      shuffle: reshuffle every epoch (seeded).
-      num_epochs: None for an endless stream.
-      worker_count: grain worker processes (0 = transforms in the calling thread); the
-        batches are the same for every count.
-      worker_buffer_size: batches buffered per worker.
-      read_threads: threads reading (decoding) records; prefetch: records read ahead.
-      drop_remainder: drop the last partial batch (only matters with finite ``num_epochs``).
-
-    Returns:
-      A :class:`Loader`; ``iter(loader)`` yields ``{key: np.float32 (B, h, w, c)}`` in [-1, 1].
+      num_epochs: None for an endless stream; ``shuffle`` reshuffles every epoch (seeded).
+      worker_count: grain worker processes (0: in the calling thread), each buffering
+        ``worker_buffer_size`` batches; the batches are the same for every count.
+      read_threads: threads decoding records; prefetch: records read ahead.
+      drop_remainder: drop the last partial batch (only with finite ``num_epochs``).
     """
     n = len(source)
     worker_count = int(worker_count)
@@ -335,7 +280,7 @@ def make_loader(
         transform = ImageTransform(image_size=size, channels=chans, mode=transforms,
                                    load_size=lsize, flip=bool(flip),
                                    resolution=None if resolution is None else int(resolution))
-        # Fail early (at construction, not in the first train step) on the first record.
+        # Fail at construction, not in the first train step.
         sample = transform.random_map(first, np.random.default_rng(0))
         shapes = {k: tuple(v.shape) for k, v in sample.items()}
         operations = [transform]

@@ -1,19 +1,12 @@
 """Random-access data sources (grain's protocol: ``__len__`` and ``__getitem__``).
 
-Every source returns records that are dicts of ``np.uint8`` arrays of shape ``(H, W, C)``:
-``{"image": ...}`` for unconditional data, ``{"A": ..., "B": ...}`` for paired (pix2pix) and
-unpaired (CycleGAN) data. Channels are whatever the files hold (1, 2, 3 or 4); the pipeline
-converts them. Decoding is lazy (in ``__getitem__``), so a corrupt file raises
-:class:`CorruptImageError` naming the file when it is first read, unless the source was
-built with ``skip_corrupt=True`` (which decodes every file once up front, drops the bad ones
-and reports how many). Folder sources take ``decode_size=s``: a speed hint that lets JPEGs
-decode at a reduced DCT scale that is still at least ``s`` pixels (set it to the loader's
-``image_size``, or ``load_size`` for resize_and_crop, when the files are much larger).
-
-Folder sources also report their images' sizes from the file headers (``image_sizes()``,
-no decoding), which ``make_loader`` uses to warn about images it would upscale; an
-``aligned`` folder checks them when it is built: each file must be ``A|B`` (width = 2 x
-height) unless ``check_aspect=False``.
+Records are dicts of uint8 ``(H, W, C)`` arrays, ``{"image"}`` or ``{"A", "B"}`` (paired
+pix2pix or unpaired CycleGAN data), with the files' own channels (the pipeline converts).
+Decoding is lazy, so a corrupt file raises :class:`CorruptImageError` when first read, unless
+built with ``skip_corrupt=True`` (decode every file once up front, drop and report the bad
+ones). Folder sources take ``decode_size=s``, a JPEG speed hint (reduced DCT scale, still >=
+``s`` pixels: the loader's ``image_size``, or ``load_size`` for resize_and_crop), and report
+header sizes (``image_sizes()``) for the loader's upscaling warning.
 
 Each source has a deterministic ``repr``: grain stores it in iterator checkpoints and
 refuses to restore into a different source.
@@ -153,10 +146,8 @@ def split_aligned(image: np.ndarray, path: str = "<array>") -> tuple[np.ndarray,
 
 def _check_side_by_side(files: list[str], sizes: list[tuple[int, int]], root: str,
                         check_aspect: bool) -> None:
-    """Raises up front when the files of an ``aligned`` folder cannot be ``A|B`` pairs.
-
-    Without it a folder of single images trains silently on their left and right halves.
-    """
+    """Raises up front when ``aligned`` files cannot be ``A|B`` pairs (single images would
+    otherwise train silently as their halves)."""
     n = len(files)
     if check_aspect:
         bad = [i for i, (h, w) in enumerate(sizes) if w != 2 * h]
@@ -181,13 +172,9 @@ def _check_side_by_side(files: list[str], sizes: list[tuple[int, int]], root: st
 
 
 class AlignedSource:
-    """pix2pix "aligned" folder: each file is ``A|B`` side by side; records ``{"A", "B"}``.
-
-    ``direction="BtoA"`` swaps the halves (the reference ``--direction BtoA``). The file
-    headers are checked when the source is built: every width must be 2 x the height (the
-    pix2pix datasets' square halves; ``check_aspect=False`` allows any even width), else
-    :class:`NotSideBySideError` names the first offending file.
-    """
+    """pix2pix "aligned" folder of ``A|B`` files (``direction="BtoA"`` swaps), ``{"A", "B"}``.
+    At construction every width must be 2 x the height (``check_aspect=False``: any even
+    width), else :class:`NotSideBySideError`."""
 
     def __init__(self, root: str | os.PathLike, *, direction: str = "AtoB",
                  skip_corrupt: bool = False, decode_size: int | None = None,
@@ -238,10 +225,8 @@ def _stem_map(root: str, files: list[str], side: str) -> dict[str, str]:
 
 
 class PairedFolderSource:
-    """Two folders whose files pair up by relative path without extension; ``{"A", "B"}``.
-
-    ``a/x/001.png`` pairs with ``b/x/001.jpg``. Any name present on one side only raises
-    :class:`PairMismatchError` listing examples.
+    """Two folders whose files pair by relative path without extension (``a/x/001.png`` with
+    ``b/x/001.jpg``); ``{"A", "B"}``. A name on one side only raises :class:`PairMismatchError`.
     """
 
     def __init__(self, dir_a: str | os.PathLike, dir_b: str | os.PathLike, *,
@@ -298,14 +283,11 @@ class PairedFolderSource:
 
 
 class UnalignedSource:
-    """Unpaired domains for CycleGAN: record ``i`` is ``{"A": a[i % nA], "B": b[j]}``.
+    """Unpaired CycleGAN domains: record ``i`` is ``{"A": a[i % nA], "B": b[perm[i] % nB]}``.
 
-    ``len = max(nA, nB)``; ``j = perm[i] % nB`` with ``perm`` a permutation of
-    ``range(len)`` drawn once from ``seed``. So every A and every B image appears at least
-    once per epoch (the reference's ``len = max(nA, nB)``), and B partners are random but
-    fixed per source (the reference redraws B every step; the loader's per-epoch shuffle
-    still changes the order and batch composition). ``a`` and ``b`` are any sources that
-    yield ``{"image": ...}``.
+    ``len = max(nA, nB)`` (as the reference), so every image appears each epoch; ``perm`` is
+    drawn once from ``seed``: B partners are random but fixed per source (the reference
+    redraws them every step). ``a`` and ``b`` yield ``{"image": ...}``.
     """
 
     def __init__(self, a: Sequence[Record], b: Sequence[Record], *, seed: int = 0):

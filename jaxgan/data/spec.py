@@ -21,11 +21,11 @@ Spec syntax (``split`` is a keyword argument, default ``"train"``):
 ``unaligned:<root>``              ``<root>/<split>A`` and ``<root>/<split>B`` (CycleGAN layout)
 ================================  ===========================================================
 
-For the folder specs, when ``<path>/<split>`` (e.g. ``facades/train``) is a folder it is used
-instead of ``<path>``. Folder specs take ``skip_corrupt=True`` (decode all files once, skip
-and report the unreadable ones; the CLI's ``--config.data.skip_corrupt=True``) and
-``decode_size=<pixels>`` (JPEG reduced-scale decoding, a speed hint for large files). Paths
-must not contain commas. An option the kind does not take raises :class:`DataError`.
+Folder specs use ``<path>/<split>`` (e.g. ``facades/train``) when it exists and take
+``skip_corrupt=True`` (skip and report unreadable files) and ``decode_size=<pixels>`` (JPEG
+reduced-scale decoding); ``pairs`` also ``direction``; ``unaligned``, ``photos2ihc`` and
+``tfds`` take ``seed`` (the random B partners). Paths must not contain commas. An option the
+kind does not take raises :class:`DataError`.
 """
 from __future__ import annotations
 
@@ -67,21 +67,8 @@ def _two_dirs(kind: str, rest: str) -> tuple[str, str]:
 
 
 def make_source(spec: str, *, split: str = "train", **options):
-    """Builds the data source named by ``spec`` (see the module docstring for the syntax).
-
-    Args:
-      spec: the source string, e.g. ``"digits:32"``, ``"tfds:celeb_a_hq/256"``,
-        ``"aligned:/data/facades"``.
-      split: ``"train"``, ``"test"`` (or any TFDS split / subfolder name).
-      **options: per-kind options: folders ``skip_corrupt``, ``decode_size``; aligned and
-        pairs also ``direction``, aligned ``check_aspect``; unaligned also ``seed`` (its
-        random B partners); tfds ``data_dir``, ``download``, ``image_key``, ``seed``; digits
-        ``size``; photos2ihc ``seed``.
-
-    Returns:
-      A grain random-access source of uint8 ``(H, W, C)`` records, ``{"image"}`` or
-      ``{"A", "B"}``.
-    """
+    """The data source named by ``spec`` (syntax and ``options``: the module docstring), e.g.
+    ``"digits:32"``; ``split`` is ``"train"``, ``"test"`` or any TFDS split / subfolder name."""
     if not isinstance(spec, str) or not spec.strip():
         raise UnknownDatasetError(f"data source spec must be a non-empty string, got {spec!r}; "
                                   f"forms: {', '.join(SPEC_FORMS)}.")

@@ -1,16 +1,13 @@
 """TFDS datasets through ``tfds.data_source`` (array_record, random access; no TensorFlow).
 
-``make_tfds_source("celeb_a_hq/256", split="train")`` returns a source of
-``{"image": uint8 (H, W, C)}`` records; ``cycle_gan/<config>`` with split ``train``/``test``
-returns an :class:`UnalignedSource` over the ``trainA``/``trainB`` (``testA``/``testB``)
-splits, and with split ``trainA`` etc. a single-domain ``{"image"}`` source. Only the image
-feature is kept (labels, attributes and ids are dropped).
+Records are ``{"image": uint8 (H, W, C)}`` (other features dropped); ``cycle_gan/<config>``
+with split ``train``/``test`` is an :class:`UnalignedSource` over ``trainA``/``trainB``
+(``testA``/``testB``), with split ``trainA`` etc. a single domain.
 
-Datasets must be prepared in the array_record format first (``tfds build <name>
---file_format=array_record``; building needs TensorFlow, some datasets like celeb_a_hq need a
-manual download). Reading them needs no TensorFlow. ``download=True`` (the CLI's
-``--config.data.download=True``) asks TFDS to download and prepare on the fly instead; when
-that fails, :class:`DatasetDownloadError` gives the cause.
+Datasets must be prepared as array_record first (``tfds build <name>
+--file_format=array_record``, which needs TensorFlow; some, like celeb_a_hq, need a manual
+download), or ``download=True`` (``--config.data.download=True``) has TFDS prepare them on
+the fly, raising :class:`DatasetDownloadError` with the cause when that fails.
 """
 from __future__ import annotations
 
@@ -82,8 +79,7 @@ def _not_prepared_message(name: str, cls, data_dir: str | None, builder_dir: str
 
 def _download_failed_message(name: str, cls, data_dir: str | None, builder_dir: str,
                              error: Exception) -> str:
-    """The cause first (a failed download is not fixed by the not-prepared advice), then how
-    to prepare the dataset another way."""
+    """The cause first (the not-prepared advice does not fix it), then other ways to prepare."""
     manual = (getattr(cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or "").strip()
     where = repr(data_dir) if data_dir else "TFDS's data_dir ($TFDS_DATA_DIR, ~/tensorflow_datasets)"
     msg = (f"downloading and preparing TFDS dataset {name!r} (download=True) failed: "

@@ -1,25 +1,18 @@
-"""Image transforms: pure numpy functions plus the grain transform that chains them.
-
-Conventions: a *record* is a dict ``{key: np.ndarray}`` of uint8 ``(H, W, C)`` images
-(``{"image": ...}`` or ``{"A": ..., "B": ...}``). The functions here work on one image;
-:class:`ImageTransform` applies them to every image of a record with **the same** random
-crop offsets and flip decision, so the two halves of a pix2pix pair stay aligned.
+"""Image transforms: numpy functions on one uint8 ``(H, W, C)`` image, and the grain transform
+that applies them to every image of a record with **the same** random crop and flip, so a
+pix2pix pair stays aligned.
 
 Geometric modes (``mode`` of :class:`ImageTransform`, ``transforms=`` of ``make_loader``):
 
-* ``"resize"``: resize to ``image_size`` (bicubic, antialiased when shrinking; aspect ratio
-  not kept), the DCGAN/PGGAN default.
-* ``"center_crop"``: crop the largest centred square, then resize to ``image_size`` (e.g.
-  CelebA's 218x178 faces).
-* ``"resize_and_crop"``: resize to ``load_size`` (default ``round(image_size * 286 / 256)``,
-  i.e. 286 for 256) then a random ``image_size`` crop: the pix2pix/CycleGAN reference
-  ``resize_and_crop`` preprocessing.
-* ``"random_crop"``: a random ``image_size`` crop of the image as it is (no resize); images
-  smaller than the crop raise :class:`ImageTooSmallError`.
+* ``"resize"`` (DCGAN/PGGAN): bicubic to ``image_size``, antialiased, aspect ratio not kept.
+* ``"center_crop"``: the largest centred square, resized (e.g. CelebA's 218x178 faces).
+* ``"resize_and_crop"``: resize to ``load_size`` (default ``round(image_size * 286 / 256)``),
+  then a random ``image_size`` crop: the pix2pix/CycleGAN reference preprocessing.
+* ``"random_crop"``: a random ``image_size`` crop, no resize (smaller: ImageTooSmallError).
 * ``"none"``: images must already be ``image_size``.
 
-After the geometric step: optional random horizontal flip (p = 0.5), scale to float32
-``[-1, 1]`` (``x / 127.5 - 1``), and optionally PGGAN box downsampling to ``resolution``.
+Then: optional random horizontal flip (p = 0.5), float32 ``x / 127.5 - 1`` in [-1, 1], and
+optional PGGAN box downsampling to ``resolution``.
 """
 from __future__ import annotations
 
@@ -46,13 +39,9 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Channel conversion of a uint8 ``(H, W, C)`` image, ``C`` in {1, 2, 3, 4}.
+    """uint8 ``(H, W, C)``, C in {1, 2, 3, 4}, -> uint8 ``(H, W, channels)``, channels 1 or 3.
 
-    Alpha is dropped (2 -> 1, 4 -> 3); then gray -> RGB replicates the channel and
-    RGB -> gray takes BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded).
-
-    Returns:
-      uint8 ``(H, W, channels)``; ``channels`` must be 1 or 3.
+    Alpha is dropped; gray -> RGB replicates, RGB -> gray is the BT.601 luma, rounded.
     """
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}.")
@@ -75,11 +64,8 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of a uint8 ``(H, W, C)`` image (C = 1 or 3) to ``size`` = (h, w) or s.
-
-    Antialiased when shrinking (Pillow's filter support scales with the factor), as in the
-    reference PyTorch loaders. No-op when the size already matches.
-    """
+    """Bicubic resize of a uint8 ``(H, W, C)`` image (C = 1 or 3) to ``size`` = (h, w) or s,
+    antialiased when shrinking as the reference PyTorch loaders; a no-op at the same size."""
     h, w = _hw(size)
     if image.shape[0] == h and image.shape[1] == w:
         return image
@@ -123,19 +109,11 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 
 def box_downsample(x: Any, factor: int = 2) -> Any:
-    """PGGAN box downsampling: average over non-overlapping ``factor x factor`` blocks.
+    """PGGAN box downsampling: the mean over ``factor x factor`` blocks (numpy or jax, float).
 
-    Equal to repeating the 2x2 average ``log2(factor)`` times (the reference builds its lower
-    resolutions this way). Works on numpy and ``jax.Array`` inputs alike (only ``reshape`` and
-    ``mean``), in float.
-
-    Args:
-      x: ``(..., H, W, C)`` array, e.g. an NHWC batch or one HWC image; H and W divisible
-        by ``factor``.
-      factor: integer >= 1.
-
-    Returns:
-      ``(..., H // factor, W // factor, C)`` array of the input's (float) dtype.
+    Equals the 2x2 average repeated log2(factor) times, as the reference builds its lower
+    resolutions. ``(..., H, W, C)`` -> ``(..., H // factor, W // factor, C)`` in the input's
+    dtype; H and W must be divisible by the integer ``factor`` >= 1.
     """
     if factor == 1:
         return x
@@ -148,10 +126,8 @@ def box_downsample(x: Any, factor: int = 2) -> Any:
 
 
 def upsample_nearest(x: Any, factor: int = 2) -> Any:
-    """Nearest-neighbour upsampling of ``(..., H, W, C)`` by an integer factor (numpy or jax).
-
-    ``upsample_nearest(box_downsample(x))`` is the blurred image PGGAN cross-fades reals with.
-    """
+    """Nearest-neighbour upsampling of ``(..., H, W, C)`` by an integer factor (numpy or jax);
+    ``upsample_nearest(box_downsample(x))`` is the blurred image PGGAN cross-fades reals with."""
     if factor == 1:
         return x
     return x.repeat(factor, axis=-3).repeat(factor, axis=-2)
@@ -159,16 +135,9 @@ def upsample_nearest(x: Any, factor: int = 2) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ImageTransform(grain.transforms.RandomMap):
-    """The per-record grain transform built by ``make_loader``.
-
-    Applies, to every image in the record (same random draws for all of them): channel
-    conversion, the geometric ``mode`` (see the module docstring), optional horizontal flip,
-    scaling to float32 [-1, 1], and optional PGGAN box downsampling to ``resolution``.
-
-    ``channels`` is a tuple of ``(key, 1 or 3)`` pairs: the record keys kept and their channel
-    count. Input record: ``{key: uint8 (H, W, C)}``. Output: ``{key: float32 (h, w, c)}`` with
-    ``(h, w) = image_size`` or ``(resolution, resolution)`` when ``resolution`` is set.
-    """
+    """``make_loader``'s per-record transform: channel conversion (``channels``: ``(key, 1 or
+    3)`` pairs, the keys kept), then the module docstring's steps. ``{key: uint8 (H, W, C)}``
+    -> ``{key: float32 (h, w, c)}``, ``(h, w) = image_size`` or ``(resolution, resolution)``."""
 
     image_size: tuple[int, int]
     channels: tuple[tuple[str, int], ...]

@@ -105,9 +105,8 @@ def paired_loader(config: ml_collections.ConfigDict, stage: int, split: str, tra
 
 
 def fixed_pairs(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """The sample-grid inputs: the first ``num_samples // 2`` pairs of the training split
-    (how well the model fits) then as many of the eval split (how it generalises), in order
-    and without augmentation."""
+    """The sample-grid inputs: the first ``num_samples // 2`` training pairs (fit), then as
+    many eval pairs (generalisation), in order and without augmentation."""
     n = max(int(config.num_samples) // 2, 1)
     parts = [{k: parallel.gather_rows(v)  # every process's rows: the same pairs on any count
               for k, v in first_batch(paired_loader(config, 0, split, False, batch_size=n)).items()}
@@ -155,9 +154,7 @@ def evaluate_translation(config: ml_collections.ConfigDict, translate: Callable,
     return run_evaluation(config, sample, real, step, **kw)
 
 
-#: The reference's generator defaults per family (its ``--netG`` / ``--norm`` /
-#: ``--no_dropout``), for ``--torch_checkpoint``: pix2pix unet_256 + batch + dropout,
-#: CycleGAN resnet_9blocks + instance without dropout.
+#: The reference's ``--netG`` / ``--norm`` / dropout defaults, for ``--torch_checkpoint``.
 TORCH_DEFAULTS = {"pix2pix": ("unet_256", "batch", True),
                   "cyclegan": ("resnet_9blocks", "instance", False)}
 
@@ -165,9 +162,7 @@ GENERATORS = ("unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
 
 
 def translate_flags(direction: bool = False) -> None:
-    """The translate mode's flags: ``--input``, ``--output``, ``--eval_mode``, ``--preprocess``,
-    ``--torch_checkpoint`` with ``--netG`` / ``--norm`` / ``--no_dropout``
-    [, ``--direction``]."""
+    """Define the translate mode's flags (``--direction`` only when ``direction``)."""
     from absl import flags
 
     flags.DEFINE_string("input", None, "translate: folder of input images")
@@ -214,12 +209,10 @@ def translate_torch(family_name: str, path: str, input_dir: str, output_dir: str
                     use_dropout: bool | None = None, eval_mode: bool = False,
                     preprocess: str = "none", image_size: int = 256, seed: int = 0,
                     skip_corrupt: bool = False, **overrides: Any) -> int:
-    """Run a PyTorch reference generator checkpoint over ``input_dir`` into ``output_dir``.
+    """Run a PyTorch reference generator checkpoint over ``input_dir``; returns images written.
 
-    ``net_g`` / ``norm`` / ``use_dropout`` default to the family's reference options
-    (:data:`TORCH_DEFAULTS`); a file of another architecture gets an error naming the
-    options it fits. ``overrides``: other model fields (``impl``). Returns the number of
-    images written.
+    ``net_g`` / ``norm`` / ``use_dropout`` default to :data:`TORCH_DEFAULTS`; a file of another
+    architecture gets an error naming the options it fits.
     """
     from jaxgan.experiments import translate
 
@@ -237,9 +230,8 @@ def translate_torch(family_name: str, path: str, input_dir: str, output_dir: str
 
 def translate_mode(family: Any, config: ml_collections.ConfigDict, workdir: str,
                    apply_factory: Callable, channels: int, what: str) -> int:
-    """``--mode=translate``: restore ``workdir``'s latest checkpoint (or, with
-    ``--torch_checkpoint``, read a PyTorch reference generator), apply it to every image
-    under ``--input`` and write ``--output``; ``apply_factory(state, flags)`` makes
+    """``--mode=translate``: apply ``workdir``'s latest checkpoint (or ``--torch_checkpoint``)
+    to every image under ``--input`` into ``--output``; ``apply_factory(state, flags)`` makes
     ``apply(images, key)`` of a restored state."""
     from absl import flags
 

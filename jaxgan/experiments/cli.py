@@ -1,8 +1,6 @@
-"""The thin ``main`` shared by the entry points: absl flags, ``--config`` files with
-``--config.<field>=<value>`` overrides (checked against the config, listing valid fields),
-``--workdir``, multi-host initialisation, the persistent compilation cache, and, with
-``JAXGAN_CPU_MALLOC=1`` (CPU-only training), glibc told to keep the train step's freed memory
-for reuse (:mod:`jaxgan.experiments.memory`)."""
+"""The thin ``main`` shared by the entry points: absl flags, ``--config`` files with checked
+``--config.<field>=<value>`` overrides, ``--workdir``, multi-host initialisation, the
+persistent compilation cache and ``JAXGAN_CPU_MALLOC=1`` (:mod:`jaxgan.experiments.memory`)."""
 
 from __future__ import annotations
 
@@ -28,11 +26,9 @@ def config_file(family: str) -> str:
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Load ``path[:arg]`` as ml_collections' config_flags does: ``get_config([arg])``.
-
-    A missing file (FileNotFoundError), a file that does not run (ValueError), or one without
-    ``get_config()`` returning a ConfigDict (TypeError) gets an error naming the file.
-    """
+    """Load ``path[:arg]`` as ml_collections' config_flags does: ``get_config([arg])``. Errors
+    name the file: FileNotFoundError, ValueError (it does not run), TypeError (no
+    ``get_config()`` returning a ConfigDict)."""
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -75,8 +71,7 @@ def check_family(config: ml_collections.ConfigDict, family: str, path: str) -> N
                      f"{', '.join(lacks[:6])}{' ...' if len(lacks) > 6 else ''}{hint}")
 
 
-#: Depth overrides of a named generator: an override of ``model.generator`` alone drops the
-#: config file's depth, which was meant for the file's generator, so the name means its model.
+#: Depths meant for the config file's generator: dropped when only ``model.generator`` changes.
 DEPTH_FIELDS = ("model.num_downs", "model.n_blocks")
 
 
@@ -144,9 +139,8 @@ DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_
 
 
 def detect_cluster() -> tuple[str, int | None] | None:
-    """(name, process count or None) of the cluster JAX's own detection finds (GCE TPU VM
-    slices, GKE, SLURM, Open MPI, Kubernetes...: ``jax.distributed.initialize()`` with no
-    arguments), or None on a plain host."""
+    """(name, process count or None) of the cluster JAX's own detection finds (TPU VM slices,
+    SLURM, Open MPI, ...), or None on a plain host."""
     try:
         from jax._src import clusters
     except ImportError:  # pragma: no cover (a JAX without cluster detection)
@@ -171,15 +165,10 @@ def detect_cluster() -> tuple[str, int | None] | None:
 def maybe_initialize_distributed(mode: str, coordinator_address: str | None = None,
                                  num_processes: int | None = None,
                                  process_id: int | None = None) -> bool:
-    """``jax.distributed.initialize()`` wherever there is a cluster to join; returns whether
-    it ran.
-
-    mode "auto": with a coordinator, process count or id given (arguments, else
-    :data:`DISTRIBUTED_ENV`), or a multi-process cluster that JAX detects itself (a TPU VM
-    slice, SLURM with several tasks, ``mpirun -n N``); a single host is left alone. "true":
-    always (JAX detects what is not given). "false": never. Raises ValueError naming the
-    flags when the cluster is only partly described.
-    """
+    """``jax.distributed.initialize()`` wherever there is a cluster to join; returns whether it
+    ran. mode "auto": when a coordinator, process count or id is given (arguments, else
+    :data:`DISTRIBUTED_ENV`) or JAX detects a multi-process cluster; "true": always; "false":
+    never. ValueError naming the flags for a partly described cluster."""
     if mode == "false":
         return False
     import jax
@@ -234,9 +223,8 @@ def define_distributed_flags(flag_values=None) -> None:
 
 
 def start_distributed(flag_values) -> None:
-    """:func:`maybe_initialize_distributed` from the flags of :func:`define_distributed_flags`
-    (``flag_values``: parsed absl flags), printing the process layout where it ran. Raises
-    ValueError as that does."""
+    """:func:`maybe_initialize_distributed` from parsed :func:`define_distributed_flags`,
+    printing the process layout where it ran."""
     fv = flag_values
     if maybe_initialize_distributed(fv.distributed, fv.coordinator_address, fv.num_processes,
                                     fv.process_id):
@@ -252,11 +240,8 @@ def run_main(
     extra_flags: Callable[[], None] | None = None,
     other_modes: dict[str, Callable[[ml_collections.ConfigDict, str], object]] | None = None,
 ) -> None:
-    """Define the flags, check the config overrides, and run ``train_and_evaluate``.
-
-    ``other_modes`` maps extra ``--mode`` values (e.g. "translate") to functions of
-    (config, workdir).
-    """
+    """Define the flags, check the config overrides, and run ``train_and_evaluate``;
+    ``other_modes`` maps extra ``--mode`` values to functions of (config, workdir)."""
     memory.enable_if_requested()  # JAXGAN_CPU_MALLOC=1: before jax starts its threads
     from absl import app, flags
     from ml_collections import config_flags

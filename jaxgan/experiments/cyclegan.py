@@ -1,10 +1,9 @@
-"""``python -m jaxgan.experiments.cyclegan``: CycleGAN (two ResNet generators, two PatchGAN
+r"""``python -m jaxgan.experiments.cyclegan``: CycleGAN (two ResNet generators, two PatchGAN
 Ds, LSGAN, cycle 10, identity 0.5, a 50-fake pool) on the embedded photos <-> micrographs
 domains by default, or ``--config.data.source=tfds:cycle_gan/horse2zebra``.
 
-Translate mode (each image at its own size), from a workdir or from a PyTorch generator of
-the reference (pytorch-CycleGAN-and-pix2pix's ``latest_net_G_A.pth``, the pretrained
-``horse2zebra.pth`` ...)::
+Translate mode, from a workdir or a reference PyTorch generator (``latest_net_G_A.pth``, the
+pretrained ``horse2zebra.pth`` ...)::
 
     python -m jaxgan.experiments.cyclegan --mode=translate --workdir=W --input=DIR --output=OUT
         [--direction=AtoB|BtoA] [--eval_mode]

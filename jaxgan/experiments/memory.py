@@ -1,24 +1,13 @@
 """Opt-in glibc malloc tuning for CPU-only training: the train step's freed memory kept for
 reuse, in steady state only.
 
-``JAXGAN_CPU_MALLOC=1`` turns it on (Linux, glibc; off by default), for processes that train
-on the CPU: set it before the entry point starts, as it must take effect before jax starts
-its threads, which is before jax can say which backend it runs on.
-
-Why: XLA:CPU allocates each step's temporaries as one big block, which glibc serves by
-``mmap`` and unmaps when it is freed, so every step page-faults and zeroes it afresh. Held
-freed memory (no ``mmap`` for big blocks, no trimming) lets the next step reuse the block.
-Held across a compile, though, the compiler's freed memory would stay beside the new
-program's block, so :class:`StepMemory` (the runner's one hook) holds only once a compiled
-step has run, releases before any other program (a compile, sample grid or evaluation), and
-holds only where the process could grow to twice its peak (a held heap can take a second
-block). While held, the compile's heap fragments are parked (:func:`park_fragments`) so that
-the step's allocations do not search them.
-
-On a TPU or GPU backend none of this helps (the step's memory is the device's) and one arena
-serialises the host threads (data loading, async checkpointing, the runtime's own), so
-:class:`StepMemory` keeps holding off there even when asked; the one arena set at startup
-cannot be undone.
+``JAXGAN_CPU_MALLOC=1`` (Linux, glibc; off by default) turns it on; set it before the entry
+point starts, as it takes effect before jax starts its threads. Why: XLA:CPU allocates a
+step's temporaries as one big block, which glibc ``mmap``s and unmaps, so every step
+page-faults it afresh; held freed memory lets the next step reuse it. :class:`StepMemory`
+holds only between runs of one compiled step (not across a compile, sample grid or
+evaluation) and only where the process could grow to twice its peak. On a TPU or GPU it
+holds nothing (the step's memory is the device's; one arena serialises the host threads).
 """
 
 from __future__ import annotations
@@ -36,13 +25,11 @@ HELP = (f"Environment: {ENV}=1 tunes glibc's malloc for CPU-only training (one a
         "step's freed memory kept for reuse; jaxgan.experiments.memory); off by default, and "
         "nothing is held on a TPU or GPU backend.")
 
-# mallopt(3) parameters (glibc's malloc.h) and glibc's initial values (a trim threshold set
-# explicitly no longer adapts to the block sizes freed, as glibc's own does).
+# mallopt(3) parameters and glibc's initial values (once set, the trim threshold stops adapting).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _DEFAULT_MMAP_MAX, _DEFAULT_TRIM_THRESHOLD = 65536, 128 * 1024
 
-# The free chunks parked while held: glibc's large bins (chunks of at least 1 KiB, which are
-# searched best-fit) up to 4 MiB (a step's own temporary blocks are far larger, and few).
+# Parked while held: glibc's large bins (>= 1 KiB, searched best-fit) below a step's big blocks.
 _PARK_MIN, _PARK_MAX = 1024, 4 << 20
 _PARK_PASSES = 4  # a chunk larger than asked for is split, its remainder freed: parked again
 _CHUNK_OVERHEAD = 16  # malloc(n) takes a chunk of (n + 8) rounded up to 16 bytes
@@ -66,10 +53,9 @@ def enable_if_requested() -> bool:
 def keep_freed_memory() -> bool:
     """Enable :func:`hold_freed_memory` for this process: one malloc arena for all threads.
 
-    Unconditional (the benches call it for their ``--malloc keep``; the entry points go
-    through :func:`enable_if_requested`). Call it before jax starts its threads: they would
-    take arenas of their own, which ``mmap`` big blocks whatever the settings. Returns
-    whether it is enabled (False off glibc, e.g. macOS or musl).
+    Unconditional (entry points go through :func:`enable_if_requested`). Call it before jax
+    starts its threads, whose own arenas would ``mmap`` big blocks whatever the settings.
+    Returns whether it is enabled (False off glibc).
     """
     global _libc
     if not sys.platform.startswith("linux"):
@@ -111,13 +97,11 @@ def disable() -> None:
 class StepMemory:
     """The training loop's one hook into this module, made once jax is up.
 
-    ``run_step(step_fn, *args)`` calls the compiled step: on a step function's first call
-    (it compiles) and on the first call after :meth:`other_program`, freed memory is
-    released before it and held once its results are ready; otherwise it only calls it.
-    ``with other_program():`` wraps anything else that runs (sample grids, evaluations): it
-    releases freed memory first. Not enabled (no opt-in, or not glibc), everything here is a
-    plain call; enabled on a non-CPU backend, it turns holding off (:func:`disable`) and
-    says so. ``say`` reports (once) where holding was refused.
+    ``run_step(step_fn, *args)``: on a step function's first call (a compile) and the first
+    after :meth:`other_program`, freed memory is released before it and held once its results
+    are ready. ``with other_program():`` wraps anything else (sample grids, evaluations). Not
+    enabled, both are plain calls; on a non-CPU backend it calls :func:`disable`. ``say``
+    reports (once) where holding was refused.
     """
 
     def __init__(self, say: Callable[[str], Any] | None = None, backend: str | None = None):
@@ -160,16 +144,12 @@ class StepMemory:
 
 def hold_freed_memory(hold: bool) -> bool:
     """``True``: keep freed memory for reuse (no ``mmap`` for big blocks, no trimming) and
-    park the heap's fragments (:func:`park_fragments`), for a program that has run once.
-    ``False``: the fragments freed, glibc's initial values (``mmap`` for big blocks, a fixed
-    trim threshold), and free memory returned to the OS (``malloc_trim``), before another
-    program runs. No-op unless :func:`keep_freed_memory` enabled it; returns whether freed
-    memory is now held.
+    :func:`park_fragments`, for a program that has run once. ``False``: undo both and return
+    free memory to the OS, before another program runs. Returns whether memory is now held.
 
-    Holding is skipped unless the process could grow to twice its peak (:func:`safe_to_hold`):
-    XLA frees a step's block on its own thread after the results are ready, so a held heap
-    can take the next step's block beside the last one. The peak is the process's so far
-    (``VmHWM``, only read), an upper bound of the step's own, so at worst it holds less often.
+    No-op unless :func:`keep_freed_memory` enabled it. Holding is skipped unless the process
+    could grow to twice its peak so far (:func:`safe_to_hold`): XLA frees a step's block after
+    the results are ready, so a held heap can take the next step's block beside the last.
     """
     global _held
     if _libc is None:
@@ -194,9 +174,8 @@ def hold_freed_memory(hold: bool) -> bool:
 
 
 def free_chunks() -> list[tuple[int, int]]:
-    """The main arena's free chunks, as ``(smallest chunk size in bytes, count)`` per glibc
-    bin (``malloc_info(3)``; fast bins and tcache aside, and the unsorted bin: chunks freed
-    since the last search, of any size, which that search sorts into their bins). Empty
+    """The main arena's free chunks, ``(smallest chunk size in bytes, count)`` per glibc bin
+    (``malloc_info(3)``, fast bins and tcache aside; the unsorted bin mixes sizes). Empty
     unless :func:`keep_freed_memory` enabled holding, or where ``malloc_info`` fails."""
     if _libc is None:
         return []
@@ -225,15 +204,11 @@ def parkable_chunks() -> list[tuple[int, int]]:
 
 
 def park_fragments() -> int:
-    """Allocate and keep the main arena's free chunks of 1 KiB to 4 MiB (glibc's large bins),
-    so that allocations no longer search them under the arena's lock; returns how many are
-    parked in all. A compile leaves the one arena cut into many such chunks between
-    allocations that stay, and their pages are resident already.
-
-    Each chunk is asked for at its bin's smallest size; a larger one is split and its
-    remainder parked in a later pass (as are chunks that were in the unsorted bin, which
-    mixes sizes: asking for its count at its smallest size could split a step's big block).
-    :func:`hold_freed_memory` frees them again on release (:func:`unpark_fragments`)."""
+    """Allocate and keep the main arena's free chunks of 1 KiB to 4 MiB (a compile leaves
+    many), so allocations no longer search them under the arena's lock; returns how many are
+    parked in all. Each is asked for at its bin's smallest size; a larger one is split and its
+    remainder parked in a later pass (unsorted-bin chunks too: asking for those at once could
+    split a step's big block). :func:`unpark_fragments` frees them."""
     if _libc is None:
         return 0
     for _ in range(_PARK_PASSES):

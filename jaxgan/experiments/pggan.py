@@ -1,14 +1,11 @@
 """``python -m jaxgan.experiments.pggan``: Progressive GAN (WGAN-GP, drift, equalized LR,
 PixelNorm, minibatch stddev, generator EMA) growing 4 -> 8 -> ... -> ``config.resolution``.
 
-Schedule (``config.schedule``): stage 0 trains ``stable_kimg`` thousand images; every later
-stage fades its new blocks in over ``fade_kimg`` then trains ``stable_kimg``; the last stage
-runs until ``total_kimg`` (or ``num_steps``). Per-stage global batch sizes come from
-``batch_size_per_stage`` and, when given, learning rates from ``learning_rate_per_stage``.
-Each stage compiles once (the stage is static), the fade's alpha is traced; the optimizer
-is reset at each growth when ``schedule.reset_optimizer``. Reals are produced at the stage
-resolution by the data pipeline (box downsampling); the fade cross-fade is on device.
-Samples (``samples/step_*.png``) come from the EMA generator on a fixed latent.
+``config.schedule``: stage 0 trains ``stable_kimg`` thousand images; each later stage fades
+its new blocks in over ``fade_kimg``, then trains ``stable_kimg``; the last runs until
+``total_kimg`` (or ``num_steps``). Global batch per stage from ``batch_size_per_stage``,
+learning rates from ``learning_rate_per_stage`` when given; ``reset_optimizer`` resets Adam
+at each growth. Samples come from the EMA generator on a fixed latent.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from jaxgan.train import pggan as T
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: int) -> ml_collections.ConfigDict:
-    """``config`` with the stage's learning rate when ``schedule.learning_rate_per_stage`` is set."""
+    """``config`` with the stage's learning rate from ``schedule.learning_rate_per_stage``."""
     table = tuple(config.schedule.get("learning_rate_per_stage", ()) or ())
     if not table:
         return config
@@ -76,8 +73,7 @@ def family() -> runner.Family:
     )
 
 
-#: Metrics that need images of at least 16x16 (SWD's coarsest pyramid level, MS-SSIM's five
-#: scales): skipped at the earlier, smaller stages.
+#: Metrics that need images of 16x16 or larger (SWD, MS-SSIM): skipped at smaller stages.
 MIN_SIZE_METRICS = ("swd", "ms_ssim")
 
 

@@ -1,19 +1,16 @@
-"""``python -m jaxgan.experiments.pix2pix``: pix2pix (U-Net G, PatchGAN D on concat(A, B),
-GAN + 100 * L1, constant then linear-decay learning rate) on the embedded edges -> photo
-pairs by default, or ``--config.data.source=aligned:/data/facades``.
+r"""``python -m jaxgan.experiments.pix2pix``: pix2pix (U-Net G, PatchGAN D, GAN + 100 * L1) on
+the embedded edges -> photo pairs by default, or ``--config.data.source=aligned:/data/facades``.
 
-Translate mode applies the latest checkpoint of a workdir, or a PyTorch generator of the
-reference (pytorch-CycleGAN-and-pix2pix's ``latest_net_G.pth``, the pretrained
-``facades_label2photo`` ...), to a folder, each image at its own size::
+Translate mode applies a workdir's latest checkpoint, or a reference PyTorch generator
+(``latest_net_G.pth``, the pretrained ``facades_label2photo`` ...), to a folder::
 
     python -m jaxgan.experiments.pix2pix --mode=translate --workdir=W --input=DIR --output=OUT
         [--eval_mode]   # BatchNorm running stats and no dropout (the reference's --eval)
     python -m jaxgan.experiments.pix2pix --mode=translate --torch_checkpoint=latest_net_G.pth \
         --input=DIR --output=OUT [--netG=unet_256] [--norm=batch] [--no_dropout]
 
-Fine-tuning from the reference's PyTorch weights: ``--config.init.torch_G=latest_net_G.pth``
-(and ``--config.init.torch_D=latest_net_D.pth``) start a new run from them; the config's
-model must be theirs (``--config.model.ngf``, ``--config.model.norm``, ...).
+Fine-tuning: ``--config.init.torch_G=latest_net_G.pth`` (and ``torch_D``) start a new run
+from the reference's weights; the config's model must be theirs (``--config.model.norm``, ...).
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ def _as_rgb(x: jax.Array, c: int) -> jax.Array:
 
 
 def _render(config, state, pairs):
-    """Rows of [A | G(A) | B] (G in eval mode): training inputs first, then held-out ones."""
+    """Rows of [A | G(A) | B] (G in eval mode)."""
     a, b = jnp.asarray(pairs["A"]), jnp.asarray(pairs["B"])
     fake = T.translate(config, state, a, train=False)
     c = fake.shape[-1]

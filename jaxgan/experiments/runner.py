@@ -1,31 +1,20 @@
 """The training loop shared by every family: workdir, data, sharded steps, logging, samples,
 periodic evaluation, orbax checkpoints with exact resume, SIGTERM and non-finite handling.
 
-A family (``jaxgan.experiments.{dcgan,pix2pix,cyclegan,pggan}``) supplies a :class:`Family`:
-how to build its state, step, loader and samples. :func:`run` does the rest::
+A family supplies a :class:`Family` (how to build its state, step, loader and samples);
+:func:`run` does the rest. Everything a run writes lives in ``workdir``; a run started on a
+workdir holding a checkpoint resumes from it and ends bit-identical (on the same backend) to
+an uninterrupted one: the step key is ``fold_in(key(seed), step)`` and the data position
+(global batches, the same for any process count) is checkpointed with the state.
 
-    config -> data source -> grain loader (this process's rows) -> shard_batch onto the mesh
-    -> train_step(state, batch, key) (jit, state donated) -> metrics pulled at log steps
-    -> metrics.jsonl + TensorBoard + progress bar; sample grids; eval hook; checkpoints.
+Several processes: the workdir must be shared by all (checked before training; ``gs://``
+works), only process 0 writes logs, samples and the config, and SIGTERM to any process makes
+all of them save the same step and stop. A checkpoint resumes on any number of processes.
 
-Everything a run writes lives in ``workdir``; a run started on a workdir holding a
-checkpoint resumes from it, and an interrupted-then-resumed run ends bit-identical (on the
-same backend) to an uninterrupted one: the step key is ``fold_in(key(seed), step)``, the data
-iterator's position (global batches taken, the same for any process count) is checkpointed
-with the state, and sample inputs are a function of the seed.
-
-Several processes (``jax.distributed``): every path goes through ``etils.epath`` (a
-``gs://`` workdir stays one), the workdir must be shared by all processes (checked before
-training), only process 0 writes logs, samples and the config, every process saves its part
-of each checkpoint, and a preemption notice (SIGTERM) to any process makes all of them save
-the same step and stop. A checkpoint resumes on any number of processes.
-
-A study (``config.seeds="0,1,2"``) trains one independent run per seed as one program: the
-state, batch and key gain a leading replica axis, the step is the family's step under
-``jax.vmap``, and the mesh is ``('replica', 'data')`` (:func:`study_mesh_for`). Replica k
-starts from, reads the data of, and draws the keys of the run with ``seed=k``; one
-checkpoint holds every replica, ``metrics.jsonl`` rows carry their ``seed``, and samples and
-TensorBoard curves are per seed (``samples/seed_<k>/``, ``tensorboard/seed_<k>/``).
+A study (``config.seeds="0,1,2"``) trains one run per seed as one vmapped program on a
+``('replica', 'data')`` mesh; replica k is exactly the run with ``seed=k``. One checkpoint
+holds every replica; ``metrics.jsonl`` rows carry their ``seed``, and samples and TensorBoard
+curves are per seed (``samples/seed_<k>/``, ``tensorboard/seed_<k>/``).
 """
 
 from __future__ import annotations
@@ -68,11 +57,11 @@ class WorkdirError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Growth:
-    """How a family that grows (PGGAN) changes stage. The runner keeps the clock: at step
-    ``start(config, s)`` it grows every run (every replica of a study) to stage ``s``.
+    """How a family that grows (PGGAN) changes stage; at step ``start(config, s)`` the runner
+    grows every run (every replica of a study) to stage ``s``.
 
     Attributes:
-      batch_sizes: (config) -> each stage's global batch size, one per stage.
+      batch_sizes: (config) -> each stage's global batch size.
       start: (config, stage) -> the step at which ``stage`` (and its loader) begins.
       grow: (config, state, stage) -> one run's state grown to ``stage``.
       name: (stage) -> how errors name a stage ("stage 2 (16x16)").
@@ -99,12 +88,9 @@ class Family:
       render_samples: (config, state, inputs) -> (N, H, W, C) float images in [-1, 1].
       growth: the stages of a family that grows (None: one stage, ``config.batch_size``).
       grid_columns: images per row of a sample grid (None: square).
-      default_config: optional () -> the family's library defaults
-        (``jaxgan.train.<family>.default_config``). A checkpoint written before a config
-        field existed reads as having that field at its default: its saved config (restored
-        by ``restore_latest(family, None, ...)``) and its model signature (checked on resume)
-        take the fields they lack from these defaults, with the loop fields' own
-        (:func:`jaxgan.configs.add_run_fields`).
+      default_config: optional () -> the family's library defaults; a checkpoint written
+        before a config field existed reads as having it at this default (its saved config
+        and the model signature checked on resume).
     """
 
     name: str
@@ -129,13 +115,9 @@ def _say(*args: Any) -> None:
 
 
 def mesh_for(batch_sizes: list[int]) -> jax.sharding.Mesh:
-    """A 'data' mesh over as many devices as divide every batch size (all of them on
-    several processes, where :func:`check_batch_sizes` has refused sizes they do not divide).
-
-    On one process a batch of 1 (the pix2pix/CycleGAN reference) runs on one device instead
-    of failing; the runner builds one mesh per stage, so a stage batch that does not divide
-    the devices idles them only at that stage.
-    """
+    """A 'data' mesh over as many devices as divide every batch size (all of them on several
+    processes, where :func:`check_batch_sizes` refuses sizes they do not divide), so on one
+    process a batch of 1 (the pix2pix/CycleGAN reference) runs instead of failing."""
     devices = jax.devices()
     if _multi():
         return parallel.make_mesh(devices)
@@ -177,9 +159,8 @@ def seed_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.
 
 
 def study_mesh_for(replicas: int, batch_sizes: list[int]) -> jax.sharding.Mesh:
-    """The ``('replica', 'data')`` mesh of a ``replicas``-seed study: the replica axis as
-    large as divides both the study and each process's devices, the data axis over the rest
-    (on one process, as many of them as divide every batch size, as :func:`mesh_for`)."""
+    """The ``('replica', 'data')`` mesh of a study: the replica axis as large as divides both
+    the study and each process's devices, the data axis over the rest (as :func:`mesh_for`)."""
     local = len(jax.local_devices())
     r = max(d for d in range(1, replicas + 1) if replicas % d == 0 and local % d == 0)
     if _multi():
@@ -207,10 +188,9 @@ def replica(tree: PyTree, k: int, mesh: jax.sharding.Mesh | None = None) -> PyTr
 
 
 def check_batch_sizes(family: Family, config: ml_collections.ConfigDict) -> list[int]:
-    """Every stage's global batch checked against the devices and processes, before the
-    workdir is touched (:class:`jaxgan.parallel.BatchSizeError` naming the stage and the
-    nearest valid sizes); returns the sizes. On one process, says which stages leave devices
-    idle and the sizes that would use them all."""
+    """Every stage's global batch checked against the devices and processes before the
+    workdir is touched (:class:`jaxgan.parallel.BatchSizeError`); returns the sizes. On one
+    process, says which stages leave devices idle."""
     growth = family.growth
     sizes = [int(b) for b in growth.batch_sizes(config)] if growth else [int(config.batch_size)]
     name = growth.name if growth else (lambda stage: "batch_size")
@@ -298,9 +278,8 @@ def prepare_workdir(workdir: str | os.PathLike) -> epath.Path:
 
 class MetricWriter:
     """Scalars to ``<workdir>/metrics.jsonl`` (one JSON object per logged step, with ``step``)
-    and TensorBoard event files under ``<workdir>/tensorboard`` (tensorboardX). A study's
-    rows also carry ``seed``, and each seed has its own TensorBoard run
-    (``tensorboard/seed_<k>``: one curve per seed under the same tag)."""
+    and TensorBoard events under ``<workdir>/tensorboard``; a study's rows also carry ``seed``
+    and each seed has its own TensorBoard run (``tensorboard/seed_<k>``)."""
 
     def __init__(self, workdir: epath.Path, resume_step: int, enabled: bool = True,
                  seeds: tuple[int, ...] | None = None):
@@ -315,9 +294,8 @@ class MetricWriter:
         self._file = self.path.open("a") if self._lines is None else None
         from tensorboardX import SummaryWriter
 
-        # TensorBoard drops the events at or after purge_step that an interrupted run wrote
-        # past its checkpoint, as _truncate drops their metrics.jsonl lines.
-        # The suffix keeps a resumed run's file apart from one opened in the same second.
+        # purge_step drops events an interrupted run wrote past its checkpoint (as _truncate);
+        # the suffix keeps a resumed run's file apart from one opened in the same second.
         root = epath.Path(workdir) / "tensorboard"
         for seed in seeds or (None,):
             self._tb[seed] = SummaryWriter(
@@ -366,10 +344,8 @@ def _is_local(path: epath.Path) -> bool:
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, min_side: int = 64) -> np.ndarray:
-    """(N, H, W, C) floats in [-1, 1] -> one uint8 (rows*H', cols*W', 3 or 1) grid image.
-
-    Images smaller than ``min_side`` are enlarged (nearest) so small samples stay visible.
-    """
+    """(N, H, W, C) floats in [-1, 1] -> one uint8 grid image (3 or 1 channels); images
+    smaller than ``min_side`` are enlarged (nearest)."""
     images = np.asarray(images, np.float32)
     n, h, w, c = images.shape
     if h < min_side:
@@ -411,8 +387,7 @@ def model_signature(config: ml_collections.ConfigDict) -> dict:
 
 
 #: ``config.model`` fields that choose how a model is computed, not what it is: a run may
-#: resume with other values (XLA's convolutions on a GPU, bfloat16 there), and checkpoints
-#: written before a field existed still resume.
+#: resume with other values, and checkpoints written before a field existed still resume.
 COMPUTE_FIELDS = ("impl", "dtype")
 
 
@@ -463,11 +438,9 @@ def check_signature(workdir: epath.PathLike, meta: dict, family: str, signature:
 class _Preemption:
     """SIGTERM (a TPU preemption) or Ctrl-C: finish the current step, checkpoint, exit cleanly.
 
-    One process: a Python handler sets :attr:`requested`. Several processes: SIGTERM is left
-    to JAX's preemption notifier (``jax.distributed`` installs it), which tells every process
-    and has them agree on the step to save at (:meth:`Checkpointer.reached_preemption`);
-    Ctrl-C raises SIGTERM for it. A second Ctrl-C interrupts at once (KeyboardInterrupt),
-    without a checkpoint.
+    On several processes SIGTERM is left to JAX's preemption notifier, which has them all
+    agree on the step to save (Ctrl-C raises SIGTERM for it). A second Ctrl-C interrupts at
+    once, without a checkpoint.
     """
 
     def __init__(self) -> None:
@@ -554,10 +527,9 @@ def run(
     """Train ``family`` with ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
     Returns the final state (a study's: every replica stacked). Raises
-    :class:`NonFiniteLossError` on a non-finite loss (the last good checkpoint is kept),
-    :class:`WorkdirError` for an unusable workdir (on several processes: one they do not all
-    share) and :class:`jaxgan.parallel.BatchSizeError` for a batch the devices cannot split,
-    all before training.
+    :class:`NonFiniteLossError` on a non-finite loss (the last good checkpoint is kept); before
+    training, :class:`WorkdirError` for an unusable (or, on several processes, unshared)
+    workdir and :class:`jaxgan.parallel.BatchSizeError` for a batch the devices cannot split.
     """
     check_loop_config(config)
     sizes = check_batch_sizes(family, config)
@@ -566,7 +538,7 @@ def run(
     signature = model_signature(config)
     ckpt = Checkpointer(workdir / "checkpoints", int(config.max_checkpoints))
     seeds = study_seeds(config)
-    # one config per run: the single run, or each replica of a study as the run of its seed
+    # one config per run: a study's replicas each as the run of its seed
     members = [seed_config(config, s) for s in seeds] if seeds else [config]
 
     def mesh_at(stage: int) -> jax.sharding.Mesh:
@@ -581,10 +553,9 @@ def run(
 
     def created(make: Callable[[ml_collections.ConfigDict], PyTree], mesh: jax.sharding.Mesh
                 ) -> PyTree:
-        """``make(config)`` of every run (stacked in a study), placed on ``mesh``. On one
-        process made, then placed, so weights a family loads from files (``config.init``)
-        are not traced into the program as constants; on several, made inside jit (no
-        device_put onto devices a process cannot address)."""
+        """``make(config)`` of every run (stacked in a study), placed on ``mesh``: on one
+        process made eagerly (loaded weights are not traced in as constants); on several,
+        inside jit (no device_put onto devices a process cannot address)."""
         def build_all():
             return make(config) if not seeds else stack_replicas([make(c) for c in members])
         if not _multi():
@@ -862,10 +833,8 @@ def restore_latest(family: Family, config: ml_collections.ConfigDict | None, wor
 
 
 def saved_config(family: Family, saved: dict) -> ml_collections.ConfigDict:
-    """A checkpoint's saved config (a JSON dict) as a ConfigDict, with the fields it lacks
-    taken from the family's library defaults (:attr:`Family.default_config`): a checkpoint
-    written before a field existed (``model.dtype``, say) reads as the field's default,
-    which keeps the old behaviour. Values the checkpoint has win, lists and all."""
+    """A checkpoint's saved config (a JSON dict) as a ConfigDict, the fields it lacks (added
+    since it was written) taken from :attr:`Family.default_config`; its own values win."""
     defaults = _defaults(family)
     if defaults is None:
         return ml_collections.ConfigDict(saved)

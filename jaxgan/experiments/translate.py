@@ -38,10 +38,9 @@ def size_divisor(generator) -> int:
 
 
 def pad_to_multiple(image: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """``(padded, (top, left))``: an ``(H, W, C)`` image mirror-padded (reflect, repeated
-    as needed) around its centre up to the next multiples of ``divisor`` (at least one
-    ``divisor``), so a generator that needs those sizes takes it; crop its output
-    ``[top:top + H, left:left + W]``."""
+    """``(padded, (top, left))``: an ``(H, W, C)`` image mirror-padded around its centre to the
+    next multiples of ``divisor`` (at least one); crop the output ``[top:top + H, left:left + W]``.
+    """
     h, w = image.shape[:2]
     th, tw = (max(-(-n // divisor), 1) * divisor for n in (h, w))
     top, left = (th - h) // 2, (tw - w) // 2
@@ -64,15 +63,12 @@ def translate_folder(
     divisor: int = 1,
 ) -> int:
     """Run ``apply_fn(images, key)`` on every image under ``input_dir`` and write PNGs to
-    ``output_dir`` (same relative paths). Returns the number written.
+    ``output_dir`` (same relative paths); returns the number written.
 
-    ``image_size=None`` (the CLI's default): each image at its own size, non-square too;
-    sizes the network cannot take (not multiples of ``divisor``, see :func:`size_divisor`)
-    are mirror-padded up to the next multiples and the output is cropped back, so every
-    output has its input's size. ``image_size=S``: the centred square crop resized to S x S
-    (the output is S x S). A file that does not decode stops the run with an error naming
-    it (outputs already written stay), or with ``skip_corrupt`` is skipped and reported at
-    the end. One compilation per distinct (padded) size.
+    ``image_size=None``: each image at its own size, mirror-padded to multiples of ``divisor``
+    and the output cropped back (one compilation per padded size); ``image_size=S``: the
+    centred square resized to S x S. An undecodable file stops the run with an error naming
+    it (written outputs stay), or with ``skip_corrupt`` is skipped and reported at the end.
     """
     out_root = check_output(output_dir)
     files = data.list_image_files(input_dir)
@@ -110,10 +106,9 @@ def torch_generator(path: str, net_g: str, *, norm: str, use_dropout: bool, eval
                     **overrides: Any) -> tuple[Callable[[jax.Array, jax.Array], jax.Array], Any]:
     """``(apply(images, key), module)`` of a PyTorch reference generator checkpoint.
 
-    The reference's ``--netG`` / ``--norm`` / ``--no_dropout`` are ``net_g`` / ``norm`` /
-    ``not use_dropout``; channels and ngf are read off the file; ``overrides``: other model
-    fields (``impl``). ``eval_mode`` False (the reference's test.py without ``--eval``):
-    BatchNorm on batch statistics and dropout on.
+    ``net_g`` / ``norm`` / ``use_dropout`` are the reference's ``--netG`` / ``--norm`` /
+    ``not --no_dropout``; channels and ngf are read off the file. ``eval_mode=False`` is the
+    reference's test.py without ``--eval`` (batch statistics, dropout on).
     """
     from jaxgan.interop import torch as interop
 

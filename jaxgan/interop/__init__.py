@@ -1,8 +1,6 @@
-"""Interoperability with other frameworks' model files.
-
-- :mod:`jaxgan.interop.pth`: read and write ``torch.save`` state_dicts without torch.
-- :mod:`jaxgan.interop.torch`: the pix2pix / CycleGAN / DCGAN reference networks' PyTorch
-  state_dicts to jaxgan variables and back, under the reference's parameter names.
+"""Other frameworks' model files: :mod:`jaxgan.interop.pth` reads and writes ``torch.save``
+state_dicts without torch; :mod:`jaxgan.interop.torch` converts the pix2pix / CycleGAN / DCGAN
+reference networks' state_dicts to jaxgan variables and back, under the reference's names.
 """
 
 from jaxgan.interop.pth import PthFormatError, read_pth, write_pth

@@ -1,23 +1,18 @@
 """Read and write PyTorch ``torch.save`` files of tensors (``.pth`` / ``.pt``) without torch.
 
-A state_dict saved by ``torch.save`` is a pickle whose tensors point at raw storages by
-*persistent ids*. Two layouts are read:
+Such a file is a pickle whose tensors point at raw storages by *persistent ids*. Two layouts:
 
-- the zip format (PyTorch >= 1.6): ``<name>/data.pkl`` (pickle protocol 2; persistent ids
-  ``('storage', storage_type, key, location, numel)``) and ``<name>/data/<key>``, each a raw
-  little-endian storage;
-- the legacy format (``_use_new_zipfile_serialization=False``, and every file saved by
-  PyTorch < 1.6, e.g. the 2017-2018 pix2pix / CycleGAN pretrained models): pickles of the
-  magic number, protocol version and system info, the object (persistent ids ``('storage',
-  storage_type, key, location, numel, view_metadata)``), the list of storage keys, then
-  each storage as an int64 element count followed by its bytes.
+- zip (PyTorch >= 1.6): ``<name>/data.pkl`` (pickle protocol 2; persistent ids ``('storage',
+  storage_type, key, location, numel)``) and raw little-endian storages ``<name>/data/<key>``;
+- legacy (PyTorch < 1.6, e.g. the pretrained pix2pix / CycleGAN models, or
+  ``_use_new_zipfile_serialization=False``): pickles of the magic number, protocol version,
+  system info, the object (persistent ids as above plus ``view_metadata``) and the storage keys,
+  then each storage as an int64 element count and its bytes.
 
-Paths go through ``etils.epath`` (local files, ``gs://...``). Tensors are rebuilt by ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
-...)`` (or the older ``_rebuild_tensor``); here a restricted unpickler maps exactly those
-names, the storage types and ``collections.OrderedDict`` to numpy rebuilders and refuses any
-other global, so a file cannot run code when read. Storages: float32, float64, float16,
-bfloat16 (read as float32, exactly), int64, int32, int16, int8, uint8, bool.
-
+A restricted unpickler maps only ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_tensor``, the
+storage types and ``collections.OrderedDict`` to numpy rebuilders and refuses any other global,
+so reading a file cannot run code. Storages: float32/64/16, bfloat16 (read exactly as float32),
+int64/32/16/8, uint8, bool. Paths go through ``etils.epath`` (local or ``gs://``).
 :func:`write_pth` writes the zip format, which ``torch.load`` reads (``weights_only`` too).
 """
 
@@ -39,7 +34,7 @@ __all__ = ["PthFormatError", "read_pth", "write_pth"]
 
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 
-# storage type name -> (numpy dtype of the stored bytes, element size)
+# storage type name -> numpy dtype of the stored bytes
 _STORAGES: dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
@@ -99,9 +94,8 @@ def _tensor(storage: Any, offset: int, size: tuple, stride: tuple) -> np.ndarray
 
 
 class _LazyTensor:
-    """A tensor whose storage bytes may come later (the legacy format stores them after the
-    pickle); :func:`_materialize` builds the arrays once every storage is read. Stands in for
-    ``_rebuild_tensor_v2`` / ``_rebuild_tensor`` (the extra arguments are ignored)."""
+    """``_rebuild_tensor_v2`` / ``_rebuild_tensor`` stand-in (extra arguments ignored): legacy
+    files store the bytes after the pickle, so :func:`_materialize` builds the arrays later."""
 
     def __init__(self, storage: Any, offset: int, size: tuple, stride: tuple, *_: Any):
         self.args = (storage, offset, size, stride)
@@ -246,12 +240,9 @@ def _state_dict_of(obj: Any, path: str) -> dict[str, np.ndarray]:
 def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The tensors of a ``torch.save`` file as ``{name: numpy array}``, without torch.
 
-    Accepts a state_dict (or a dict holding one under ``state_dict`` / ``model``), in the zip
-    or the legacy format. Arrays have the stored dtype (bfloat16 as float32) and shape.
-
-    Raises:
-      FileNotFoundError: no such file.
-      PthFormatError: not a torch.save file of tensors (naming what it is instead).
+    Accepts a state_dict or a checkpoint dict holding one (``state_dict``, ``model``, ...), zip or
+    legacy; arrays keep the stored dtype (bfloat16 as float32) and shape. Raises
+    FileNotFoundError, or :class:`PthFormatError` (naming what the file holds instead).
     """
     path = os.fspath(path)
     p = epath.Path(path)
@@ -321,11 +312,9 @@ _WRITE_DTYPES = {
 
 
 def write_pth(path: str | os.PathLike, state_dict: Mapping[str, Any]) -> None:
-    """Write ``{name: array}`` as ``torch.save(state_dict)`` would (zip format), without
-    torch; ``torch.load(path)`` returns an OrderedDict of tensors in the same order.
-
-    Arrays of float32/64/16, int64/32/16/8, uint8 or bool (anything ``np.asarray`` makes one
-    of those, e.g. jax arrays); scalars become 0-d tensors.
+    """Write ``{name: array}`` as ``torch.save(state_dict)`` would (zip format), without torch;
+    ``torch.load`` returns an OrderedDict of tensors in the same order. Dtypes: float32/64/16,
+    int64/32/16/8, uint8, bool (after ``np.asarray``, so jax arrays work); scalars become 0-d.
     """
     path = os.fspath(path)
     root = os.path.splitext(os.path.basename(path))[0] or "archive"

@@ -1,31 +1,25 @@
 """PyTorch state_dicts of the reference networks <-> jaxgan variables.
 
-:func:`load_state_dict` turns a state_dict of the pix2pix / CycleGAN reference networks
-([CG] ``models/networks.py``: ``unet_128``, ``unet_256``, ``resnet_6blocks``,
-``resnet_9blocks``, the ``basic`` / ``n_layers`` PatchGAN and the ``pixel`` D, with batch,
-instance or no norm and dropout as the reference builds them) or of the pytorch/examples
-DCGAN ([DC] ``netG`` / ``netD``) into the ``{"params", "batch_stats"}`` variables of the
-jaxgan model of the same registry name; :func:`to_state_dict` is its inverse. A ``.pth``
-file is read without torch (:mod:`jaxgan.interop.pth`).
+:func:`load_state_dict` converts a state_dict of the pix2pix / CycleGAN reference networks
+([CG] ``models/networks.py``: ``unet_128``, ``unet_256``, ``resnet_6blocks``, ``resnet_9blocks``,
+the ``basic`` / ``n_layers`` PatchGAN and the ``pixel`` D, with batch, instance or no norm and
+dropout) or of the pytorch/examples DCGAN ([DC] ``netG`` / ``netD``) into the
+``{"params", "batch_stats"}`` of the jaxgan model of the same registry name;
+:func:`to_state_dict` is its inverse. ``.pth`` files are read without torch.
 
-Names are the reference's own, from its module nesting: the U-Net's nested
-``UnetSkipConnectionBlock`` Sequentials (``model.model.0.weight`` = the outermost down-conv,
-``model.model.1.model.1.weight`` the next one, ``...model.3`` the block inside, ``model.5`` /
-``model.6`` a block's up-conv / up-norm), the ResNet's one ``model`` Sequential with its
-blocks' ``conv_block`` (``model.10.conv_block.1.weight``), the NLayer D's ``model``, the
-pixel D's ``net``, DCGAN's ``main``. Prefixes ``module.`` (DataParallel / DDP) and
-``_orig_mod.`` (``torch.compile``) are dropped; BatchNorm's ``num_batches_tracked`` is
-ignored, and so are the ``running_mean`` / ``running_var`` that old InstanceNorm checkpoints
-carry (the reference deletes them too: its InstanceNorm does not track statistics).
+Keys are the reference's module paths: the U-Net's nested ``UnetSkipConnectionBlock``
+Sequentials (``model.model.0`` the outermost down-conv, ``model.model.1.model.1`` the next,
+``...model.3`` the inner block, ``model.5`` / ``model.6`` a block's up-conv / up-norm), the
+ResNet's ``model`` with its blocks' ``conv_block`` (``model.10.conv_block.1.weight``), the NLayer
+D's ``model``, the pixel D's ``net``, DCGAN's ``main``. Prefixes ``module.`` (DataParallel / DDP)
+and ``_orig_mod.`` (``torch.compile``) are dropped; ``num_batches_tracked`` and the
+``running_mean`` / ``running_var`` of old InstanceNorm checkpoints are ignored.
 
-Layouts: a PyTorch conv weight (out, in, kH, kW) is the jaxgan kernel (kH, kW, in, out); a
-``ConvTranspose2d`` weight (in, out, kH, kW) is the jaxgan transposed-conv kernel (kH, kW,
-in, out): both store the scatter form (:func:`jaxgan.nn.conv.conv_transpose2d`), so no flip.
-BatchNorm ``weight``/``bias``/``running_mean``/``running_var`` are ``scale``/``bias`` in
-``params`` and ``mean``/``var`` in ``batch_stats``; jaxgan's BatchNorm keeps the running
-variance as PyTorch does (unbiased), so eval mode matches too. Differences of the jaxgan
-networks: images NHWC; the DCGAN D returns logits (the reference applies a sigmoid) and takes
-latents (N, nz) for G (the reference: (N, nz, 1, 1)).
+Layouts: conv weights (out, in, kH, kW) and ``ConvTranspose2d`` weights (in, out, kH, kW) both
+become (kH, kW, in, out) kernels (both scatter form, so no flip). BatchNorm ``weight`` / ``bias``
+are ``params`` ``scale`` / ``bias``; ``running_mean`` / ``running_var`` (unbiased, as PyTorch, so
+eval mode matches) are ``batch_stats`` ``mean`` / ``var``. jaxgan's networks take NHWC images, its
+DCGAN G (N, nz) latents (the reference: (N, nz, 1, 1)); its DCGAN D returns logits (no sigmoid).
 """
 
 from __future__ import annotations
@@ -69,9 +63,7 @@ class StateDictMismatchError(ValueError):
 class _Layer:
     """One parametrised layer: its torch module path, kind, jaxgan module path and size.
 
-    kind: "conv" (shape = (c_in, c_out, k)), "convT" (same), "bn" (shape = (C,)) or "inorm"
-    (an InstanceNorm: no parameters; old checkpoints' running statistics are ignored).
-    """
+    kind: "conv" / "convT" (shape (c_in, c_out, k)), "bn" ((C,)) or "inorm" (no parameters)."""
 
     prefix: str
     kind: str
@@ -548,30 +540,19 @@ def load_model(model_name: str, state_dict_or_path: Mapping[str, Any] | str | os
                part: str | None = None, **overrides: Any) -> tuple[Any, dict]:
     """``(module, variables)``: the jaxgan model and its variables from a PyTorch state_dict.
 
-    Sizes the state_dict shows (input / output channels, ngf / ndf, ``n_layers`` of the
-    ``n_layers`` D, the DCGAN resolution and nz) are read off it unless given in
-    ``overrides``; the rest (``norm``, ``use_dropout``, depth) are the registry's defaults
-    for ``model_name`` (``jaxgan.models.create``) unless given: ``norm="instance"`` for a
+    ``model_name`` is one of :data:`MODELS` (``part`` ``"g"`` (default) or ``"d"`` for
+    ``dcgan``); ``state_dict_or_path`` a ``{name: tensor or array}`` mapping or a ``.pth`` file.
+    Sizes the state_dict shows (channels, ngf / ndf, the ``n_layers`` D's depth, DCGAN's
+    resolution and nz) are read off it; other fields (``norm``, ``use_dropout``, depth, ...) are
+    the registry's defaults unless given in ``overrides``, e.g. ``norm="instance"`` for a
     CycleGAN D, ``use_dropout=True`` for a ResNet G trained without ``--no_dropout``.
 
-    Args:
-      model_name: ``unet_128``, ``unet_256``, ``resnet_6blocks``, ``resnet_9blocks``,
-        ``basic``, ``n_layers``, ``pixel`` or ``dcgan``.
-      state_dict_or_path: a ``{name: tensor or array}`` mapping or a ``.pth`` file (read
-        without torch; zip or legacy format).
-      part: ``"g"`` or ``"d"`` for ``dcgan`` (default ``"g"``).
-      **overrides: jaxgan model fields (``norm``, ``use_dropout``, ``ngf``, ``num_downs``,
-        ``impl``, ...).
-
-    Returns:
-      The flax module and ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` only with
-      BatchNorm), float32 ``jax.Array`` leaves, ready for ``module.apply(variables, x,
-      train=False)``.
+    Returns the flax module and float32 ``{"params": ..., "batch_stats": ...}`` (``batch_stats``
+    only with BatchNorm), ready for ``module.apply(variables, x, train=False)``.
 
     Raises:
-      StateDictMismatchError: the state_dict is another architecture; the message names the
-        first differing key and its expected shape, and the reference options
-        (``--netG`` / ``--netD`` / ``--norm``) it does fit, if any.
+      StateDictMismatchError: another architecture; the message names the first differing key
+        and its expected shape, and the reference options it does fit, if any.
       jaxgan.interop.pth.PthFormatError / FileNotFoundError: for an unreadable file.
     """
     kind, part = _kind(model_name, part)
@@ -600,35 +581,24 @@ def load_model(model_name: str, state_dict_or_path: Mapping[str, Any] | str | os
 
 def load_state_dict(model_name: str, state_dict_or_path: Mapping[str, Any] | str | os.PathLike,
                     *, part: str | None = None, **overrides: Any) -> dict:
-    """The jaxgan variables of a PyTorch state_dict; :func:`load_model` without the module.
-
-    The module to apply them with is ``jaxgan.models.create(model_name, part, ...)`` with the
-    same fields (sizes as the state_dict shows them).
-    """
+    """The jaxgan variables of a PyTorch state_dict (:func:`load_model` without the module:
+    ``jaxgan.models.create(model_name, part, ...)`` with the state_dict's sizes)."""
     return load_model(model_name, state_dict_or_path, part=part, **overrides)[1]
 
 
 def to_state_dict(model_name: str, variables: Mapping, *, part: str | None = None,
                   num_batches_tracked: int = 0, **overrides: Any
                   ) -> collections.OrderedDict[str, np.ndarray]:
-    """The PyTorch state_dict (reference names and layouts, in the reference module's order)
-    of jaxgan variables: the inverse of :func:`load_state_dict`, bit for bit.
+    """The PyTorch state_dict (reference names, layouts and order) of jaxgan variables: the
+    inverse of :func:`load_state_dict`, bit for bit.
 
-    Args:
-      model_name, part: as :func:`load_state_dict`.
-      variables: ``{"params": ..., "batch_stats": ...}`` of that jaxgan model (e.g. a train
-        state's ``g_params`` / ``g_batch_stats`` as ``{"params": p, "batch_stats": s}``).
-      num_batches_tracked: the value written for each BatchNorm's ``num_batches_tracked``
-        (int64; jaxgan does not count batches, PyTorch uses it only with ``momentum=None``).
-      **overrides: model fields the variables do not show: ``use_dropout=True`` for a ResNet
-        G built with dropout (it moves the reference's key indices).
-
-    Returns:
-      ``OrderedDict`` of float32 numpy arrays (``num_batches_tracked``: int64 scalars), for
-      ``torch.save`` (wrap with ``torch.from_numpy``) or :func:`jaxgan.interop.pth.write_pth`.
-
-    Raises:
-      StateDictMismatchError: the variables are not a model of that name.
+    ``variables`` is ``{"params": ..., "batch_stats": ...}`` of that model (e.g. a train state's
+    ``g_params`` / ``g_batch_stats``). ``num_batches_tracked`` is written for each BatchNorm
+    (jaxgan does not count batches; PyTorch uses it only with ``momentum=None``). ``overrides``
+    give fields the variables do not show: ``use_dropout=True`` for a ResNet G with dropout (it
+    moves the reference's key indices). Returns an ``OrderedDict`` of float32 numpy arrays
+    (``num_batches_tracked``: int64 scalars) for ``torch.save`` (via ``torch.from_numpy``) or
+    :func:`jaxgan.interop.pth.write_pth`; StateDictMismatchError for another model's variables.
     """
     kind, part = _kind(model_name, part)
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats") and v}

@@ -1,7 +1,4 @@
-"""One streaming pass over generated and real images computing the chosen metrics.
-
-:func:`evaluate_generator` is the entry point the evaluation CLI and the training-loop hook call.
-"""
+"""One streaming pass over generated and real images computing the chosen metrics."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -72,29 +69,21 @@ def evaluate_generator(
     """Evaluate a generator against real images, streaming (images are never all held at once).
 
     Args:
-      sample_fn: ``sample_fn(key, n) -> images``: n generated images, (n, H, W, C) float in
-        [-1, 1] (JAX or numpy). Called with ``fold_in(sample_key, i)`` for batch i, so the result is
-        a deterministic function of ``key``.
-      real_batches: iterable of real (b, H, W, C) float batches in [-1, 1]; the first
-        ``num_images`` images are used (error if it yields fewer). May be None when only
-        ``'ms_ssim'`` is requested.
-      metrics: any of ``'swd'`` (PGGAN's sliced Wasserstein distance), ``'ms_ssim'`` (diversity:
-        mean MS-SSIM of pairs of generated images), ``'fid'``, ``'kid'`` (these two need
-        ``inception``).
-      num_images: images per side (PGGAN's SWD standard: 16,384; MS-SSIM pairs: num_images // 2).
-      key: PRNG key; split into the sampling, the two SWD descriptor sets and the directions.
-      batch_size: generated images per ``sample_fn`` call (even, for the MS-SSIM pairs).
-      inception: path of an ``.npz`` Inception-v3 weight file (see :mod:`jaxgan.metrics.inception`)
-        or a ready :class:`InceptionFeatureExtractor`; needed for ``'fid'``/``'kid'``.
-      kid_subsets, kid_subset_size: KID subset sampling.
+      sample_fn: ``sample_fn(key, n) -> (n, H, W, C)`` float images in [-1, 1]; batch i gets
+        ``fold_in(sample_key, i)``, so the result is deterministic in ``key``.
+      real_batches: real (b, H, W, C) float batches in [-1, 1]; the first ``num_images`` images
+        are used (error if fewer). May be None when only ``'ms_ssim'`` is requested.
+      metrics: any of ``'swd'``, ``'ms_ssim'`` (diversity), ``'fid'``, ``'kid'`` (the last two
+        need ``inception``: an ``.npz`` weight file or an :class:`InceptionFeatureExtractor`).
+      num_images: images per side (PGGAN's SWD uses 16,384; MS-SSIM scores num_images // 2 pairs).
+      batch_size: generated images per ``sample_fn`` call; must be even (MS-SSIM pairs).
 
     Returns:
-      Floats: ``swd_<res>`` per pyramid level (x 1e3) and ``swd_avg``; ``ms_ssim_diversity`` (and
-      ``ms_ssim_diversity_real`` when real batches are read); ``fid``; ``kid`` and ``kid_std``.
+      ``swd_<res>`` per pyramid level (x 1e3) and ``swd_avg``; ``ms_ssim_diversity`` (and
+      ``ms_ssim_diversity_real`` given real batches); ``fid``; ``kid`` and ``kid_std``.
 
-    Memory: SWD keeps 128 x 147 float32 descriptors per image and pyramid level per side (4.6 GiB
-    per side for 16,384 images at 128x128); FID keeps a 2048x2048 float64 covariance per side;
-    KID keeps the 2048-D float32 features (8 KiB per image per side).
+    Host memory per side: SWD's descriptors (see :class:`SWDAccumulator`), FID a 2048x2048
+    float64 covariance, KID 8 KiB of features per image.
     """
     metrics = tuple(metrics)
     unknown = sorted(set(metrics) - set(KNOWN_METRICS))
@@ -120,8 +109,7 @@ def evaluate_generator(
         )
 
     k_sample, k_real, k_fake, k_dirs = jax.random.split(key, 4)
-    # KID needs the features; below 2048 images FID uses them too (exact and far cheaper than
-    # 2048x2048 eigendecompositions); both cost at most 8 KiB per image per side.
+    # KID needs the features; below 2048 images FID's exact, cheaper low-rank route uses them too.
     keep = "kid" in metrics or num_images < FEATURE_DIM
     sides = {}
     for side, k in (("fake", k_fake), ("real", k_real)):

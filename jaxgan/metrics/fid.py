@@ -1,16 +1,13 @@
-"""Fréchet Inception Distance and Kernel Inception Distance on feature vectors.
+"""Fréchet and Kernel Inception Distance on any (N, D) features, in host float64 numpy.
 
-Both work on any features (N, D); with Inception-v3 pool3 features
-(:mod:`jaxgan.metrics.inception`) they are FID (Heusel et al. 2017) and KID (Bińkowski et al.
-2018). Host-side float64 numpy: the heavy part is the feature extraction, not this.
+With Inception-v3 pool3 features (:mod:`jaxgan.metrics.inception`) these are FID (Heusel et al.
+2017) and KID (Bińkowski et al. 2018).
 
-* FID = ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)); the covariances are the
-  unbiased (ddof=1) sample covariances, as pytorch-fid uses. The trace of the matrix square root is
-  computed from symmetric eigendecompositions: tr((S_a S_b)^(1/2)) = sum sqrt(eig(R S_b R)) with
-  R = S_a^(1/2) (S_a S_b is similar to R S_b R, which is symmetric positive semi-definite), so no
-  complex parts appear and tiny negative eigenvalues from rounding are clipped to 0.
-* KID = unbiased squared MMD with the cubic polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged
-  over random subsets (default 100 subsets of 1000, drawn without replacement within a subset).
+* FID = ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)) with unbiased (ddof=1)
+  covariances, as pytorch-fid; the trace is sum sqrt(eig(R S_b R)), R = S_a^(1/2), a symmetric
+  PSD eigenproblem, so no complex parts appear (rounding's negative eigenvalues are clipped to 0).
+* KID = unbiased squared MMD with the kernel k(x, y) = (x.y / D + 1)^3, averaged over random
+  subsets (default 100 of 1000, drawn without replacement within a subset).
 """
 from __future__ import annotations
 
@@ -18,10 +15,7 @@ import numpy as np
 
 
 class FeatureStats:
-    """Streaming mean and covariance of (N, D) features (Chan et al.'s pairwise merge, float64).
-
-    Set ``keep_features=True`` to also keep the features (needed by KID).
-    """
+    """Streaming float64 mean and covariance of (N, D) features; ``keep_features`` keeps them."""
 
     def __init__(self, dim: int, keep_features: bool = False):
         self.dim = dim
@@ -76,12 +70,7 @@ def frechet_distance(
 ) -> float:
     """Fréchet (2-Wasserstein) distance between N(mu_a, sigma_a) and N(mu_b, sigma_b).
 
-    Args:
-      mu_a, mu_b: (D,) means. sigma_a, sigma_b: (D, D) symmetric PSD covariances.
-
-    Returns:
-      ||mu_a - mu_b||^2 + tr(sigma_a + sigma_b - 2 (sigma_a sigma_b)^(1/2)), a float >= 0 (up to
-      rounding).
+    Means are (D,), covariances (D, D) symmetric PSD; the result is >= 0 up to rounding.
     """
     mu_a, mu_b = np.atleast_1d(np.asarray(mu_a, np.float64)), np.atleast_1d(np.asarray(mu_b, np.float64))
     sa, sb = np.atleast_2d(np.asarray(sigma_a, np.float64)), np.atleast_2d(np.asarray(sigma_b, np.float64))
@@ -98,12 +87,8 @@ def frechet_distance(
 
 
 def _fid_low_rank(fa: np.ndarray, fb: np.ndarray) -> float:
-    """FID from the features themselves, exact; cheap when N < D.
-
-    With centred features A (n_a, D) and B (n_b, D), S_a = A^T A / (n_a - 1) and likewise S_b; the
-    non-zero eigenvalues of S_a S_b are the squared singular values of B A^T over
-    (n_a - 1)(n_b - 1), so tr((S_a S_b)^(1/2)) is the nuclear norm of B A^T over
-    sqrt((n_a - 1)(n_b - 1)): an (n_b, n_a) SVD instead of (D, D) eigendecompositions.
+    """Exact FID from the features, cheap when N < D: for centred A (n_a, D) and B (n_b, D),
+    tr((S_a S_b)^(1/2)) is the nuclear norm of B A^T over sqrt((n_a - 1)(n_b - 1)).
     """
     fa, fb = np.asarray(fa, np.float64), np.asarray(fb, np.float64)
     na, nb = fa.shape[0], fb.shape[0]
@@ -117,11 +102,8 @@ def _fid_low_rank(fa: np.ndarray, fb: np.ndarray) -> float:
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
-    """FID between two :class:`FeatureStats`.
-
-    If both kept their features and hold fewer vectors than dimensions, the exact low-rank route
-    of :func:`fid_from_features` is used (much cheaper than 2048x2048 eigendecompositions).
-    """
+    """FID between two :class:`FeatureStats` (exact low-rank route when both kept their
+    features and hold fewer vectors than dimensions)."""
     if (
         a._features is not None and b._features is not None
         and min(a.count, b.count) < a.dim
@@ -131,11 +113,7 @@ def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
 
 
 def fid_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """FID between two (N_a, D) and (N_b, D) feature sets (unbiased covariances).
-
-    Uses D x D eigendecompositions, or, when a set has fewer vectors than dimensions, an exact
-    (N_b, N_a) singular-value route.
-    """
+    """FID between (N_a, D) and (N_b, D) feature sets (exact low-rank route when N < D)."""
     fa, fb = np.asarray(features_a), np.asarray(features_b)
     if fa.ndim != 2 or fb.ndim != 2 or fa.shape[1] != fb.shape[1]:
         raise ValueError(f"expected (N, D) feature sets of one D, got {fa.shape} and {fb.shape}")
@@ -175,15 +153,10 @@ def kernel_inception_distance(
     subset_size: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """KID: mean and std over ``num_subsets`` random subsets of the unbiased polynomial MMD^2.
+    """KID ``(mean, std)`` of the unbiased polynomial MMD^2 over ``num_subsets`` random subsets.
 
-    Args:
-      features_a, features_b: (N_a, D), (N_b, D) features.
-      subset_size: clipped to min(N_a, N_b).
-      seed: numpy seed for the subsets.
-
-    Returns:
-      ``(kid_mean, kid_std)``.
+    Features are (N_a, D), (N_b, D); ``subset_size`` is clipped to min(N_a, N_b); ``seed`` is
+    numpy's, for the subsets.
     """
     fa, fb = np.asarray(features_a), np.asarray(features_b)
     size = min(subset_size, fa.shape[0], fb.shape[0])

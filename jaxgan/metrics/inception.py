@@ -1,21 +1,14 @@
-"""Inception-v3 feature extractor (pool3, 2048-D) for FID and KID, with user-supplied weights.
+"""Inception-v3 pool3 (2048-D) feature extractor for FID and KID, with user-supplied weights.
 
-jaxgan ships no Inception weights. The network is the torchvision ``Inception3`` layout, in the
-variant pytorch-fid uses for the FID weights (``fid_variant=True``: the average pools of the
-Mixed_5*, Mixed_6* and Mixed_7b blocks exclude the zero padding from the count, and Mixed_7c uses a
-3x3 max pool instead of an average pool) or torchvision's plain one (``fid_variant=False``).
+jaxgan ships no weights. The network is torchvision's ``Inception3`` in pytorch-fid's FID variant
+(``fid_variant=True``: the Mixed_5*, Mixed_6* and Mixed_7b average pools exclude the padding from
+the count; Mixed_7c uses a 3x3 max pool) or torchvision's plain one (``fid_variant=False``). With
+pytorch-fid's weight file the features are pytorch-fid's (``tests/test_fid_parity.py``).
 
-Weight file format
-------------------
-An ``.npz`` archive of named float arrays, named and laid out exactly as a PyTorch ``state_dict``
-of that network: for every conv+BN unit ``<path>`` (e.g. ``Conv2d_1a_3x3``,
-``Mixed_5b.branch5x5_2``, ``Mixed_7c.branch3x3_2a``):
-
-* ``<path>.conv.weight``: (out, in, kh, kw) (PyTorch OIHW),
-* ``<path>.bn.weight``, ``<path>.bn.bias``, ``<path>.bn.running_mean``, ``<path>.bn.running_var``:
-  (out,); batch-norm epsilon 1e-3.
-
-Other entries (``fc.*``, ``AuxLogits.*``, ``*.num_batches_tracked``) are ignored.
+Weight file format: an ``.npz`` of float arrays named and laid out as the network's PyTorch
+``state_dict``; per conv+BN unit ``<path>`` (e.g. ``Mixed_5b.branch5x5_2``), ``<path>.conv.weight``
+(out, in, kh, kw) and ``<path>.bn.{weight,bias,running_mean,running_var}`` (out,); BN epsilon 1e-3.
+Other entries (``fc.*``, ``AuxLogits.*``, ``*.num_batches_tracked``) are ignored;
 :func:`inception_weight_shapes` lists the expected names and shapes. To convert:
 
     # pytorch-fid's FID weights (pt_inception-2015-12-05-6726825d.pth, from its GitHub release):
@@ -30,17 +23,9 @@ Other entries (``fc.*``, ``AuxLogits.*``, ``*.num_batches_tracked``) are ignored
     np.savez("tv_inception.npz", **{k: v.numpy() for k, v in sd.items()})
     # -> load_inception("tv_inception.npz", fid_variant=False)
 
-Input: images (N, H, W, 3) in [-1, 1] (the range both weight sets expect after their own input
-transforms), resized to 299x299 with bilinear interpolation (half-pixel centres, no antialiasing,
-like ``F.interpolate(..., mode='bilinear', align_corners=False)``). The features are the global
-average pool of Mixed_7c.
-
-Agreement with pytorch-fid (``tests/test_fid_parity.py``): against a torch rebuild of pytorch-fid's
-``InceptionV3`` (FID blocks, its own resize and [0, 1] -> [-1, 1] input handling) with random
-weights and BatchNorm statistics loaded through the conversion above, the float32 2048-D features
-agree to within 4.1e-7 of the largest feature for 299x299, 64x64 and 48x80 inputs, and FID from
-:mod:`jaxgan.metrics.fid` matches pytorch-fid's scipy ``sqrtm`` formula to a relative 2.1e-7. So
-with pytorch-fid's weight file the features are pytorch-fid's; jaxgan itself ships no weights.
+Input: (N, H, W, 3) in [-1, 1], resized to 299x299 bilinearly (half-pixel centres, no
+antialiasing, as ``F.interpolate(..., mode='bilinear', align_corners=False)``). The features are
+the global average pool of Mixed_7c.
 """
 from __future__ import annotations
 
@@ -172,11 +157,8 @@ class InceptionE(nn.Module):
 
 
 class InceptionV3Features(nn.Module):
-    """Inception-v3 up to the 2048-D global average pool.
-
-    ``__call__(x)``: x (N, H, W, 3) float32, already at the network's input scale ([-1, 1]) and
-    size (299x299 normally; at least 75x75) -> (N, 2048) float32.
-    """
+    """Inception-v3 up to the global average pool: (N, H, W, 3) float32 in [-1, 1], already
+    resized (299x299 normally; at least 75x75) -> (N, 2048) float32."""
 
     fid_variant: bool = True
 
@@ -296,10 +278,7 @@ def state_dict_from_variables(variables: Mapping[str, Any]) -> dict[str, np.ndar
 
 
 def random_inception_state_dict(seed: int = 0, fid_variant: bool = True) -> dict[str, np.ndarray]:
-    """Random torch-style weights of the right shapes (He-scaled convs), for tests and benchmarks.
-
-    Features from these weights are meaningless.
-    """
+    """Random torch-style weights of the right shapes, for tests (the features are meaningless)."""
     rng = np.random.RandomState(seed)
     out = {}
     for k, shape in inception_weight_shapes(fid_variant).items():
@@ -320,11 +299,8 @@ def inception_features(
     variables: Mapping[str, Any], images: jax.Array, *, fid_variant: bool = True,
     resize: bool = True,
 ) -> jax.Array:
-    """Jitted pool3 features: (N, H, W, 3) in [-1, 1] -> (N, 2048) float32.
-
-    With ``resize`` the images are first resized to 299x299 (bilinear, half-pixel centres, no
-    antialiasing).
-    """
+    """Jitted pool3 features: (N, H, W, 3) in [-1, 1] -> (N, 2048) float32; ``resize`` first
+    resizes to 299x299 as the module docstring says."""
     x = jnp.asarray(images, jnp.float32)
     if resize:
         x = jax.image.resize(
@@ -336,11 +312,9 @@ def inception_features(
 class InceptionFeatureExtractor:
     """Callable ``(images (N, H, W, 3) in [-1, 1]) -> (N, 2048) float32 numpy`` pool3 features.
 
-    Args:
-      variables: Flax variables (from :func:`load_inception` / :func:`variables_from_state_dict`).
-      fid_variant: the pytorch-fid block variant (True) or torchvision's (False).
-      resize: resize inputs to 299x299 (False feeds them as they are; they must be >= 75x75).
-      batch_size: images per forward pass (a smaller last batch is zero-padded to it).
+    ``variables`` come from :func:`load_inception` / :func:`variables_from_state_dict`;
+    ``resize=False`` feeds the images as they are (at least 75x75); ``batch_size`` images go
+    through each forward pass (a smaller last batch is zero-padded).
     """
 
     def __init__(

@@ -1,38 +1,27 @@
-"""Multi-scale structural similarity (Wang, Simoncelli & Bovik 2003) and PGGAN's diversity measure.
+"""Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) and PGGAN's MS-SSIM diversity measure.
 
-Definition (the standard one, as in Wang's ``msssim.m``): at each of 5 scales compute, with an
-11x11 Gaussian window (sigma 1.5, "valid" filtering, no padding), the contrast-structure term
-``cs = (2 s_xy + C2) / (s_x^2 + s_y^2 + C2)`` and at the last scale also the luminance term;
-``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with the dynamic range ``L = 255``; between scales both
-images are low-pass filtered with a 2x2 box and subsampled by 2 (a 2x2 average pool; an odd size is
-first padded by repeating the last row/column, like MATLAB's 'symmetric'). Then
+Definition (as Wang's ``msssim.m``): at each of 5 scales, with an 11x11 Gaussian window (sigma 1.5,
+"valid" filtering), the contrast-structure term ``cs = (2 s_xy + C2) / (s_x^2 + s_y^2 + C2)``, and
+at the last scale also the luminance term; ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``, ``L = 255``.
+Between scales both images are 2x2 average-pooled (an odd size first padded by repeating the last
+row/column, like MATLAB's 'symmetric'). Then
 
     MS-SSIM = prod_{j=1..4} mean(cs_j) ** w_j  *  mean(ssim_5) ** w_5,
     w = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333),
 
-where each mean is over the pixels of the valid map and the colour channels of one image pair
-(one value per pair). Images in [-1, 1] are mapped to [0, 255] (rounded by default, like uint8).
+each mean over the valid map and the channels of one pair. Images in [-1, 1] are mapped to
+[0, 255] (rounded by default, like uint8). Negative means are clipped to 0 before the powers, as
+``tf.image.ssim_multiscale`` does (else NaN).
 
-Negative means (possible for unrelated images) are clipped to 0 before the fractional powers,
-as ``tf.image.ssim_multiscale`` does; the raw formula would give NaN.
+Images below 176x176 (the coarsest scale needs 11 pixels) follow ``small_images``:
 
-Images smaller than the 5 scales need (the coarsest must be at least 11 pixels, i.e. at least
-176x176) are handled by ``small_images``:
+* ``'shrink_filter'`` (default, as PGGAN's ``ms_ssim.py``): keep 5 scales; a scale of size
+  ``s < 11`` uses an s x s window, sigma ``1.5 * s / 11`` (32x32: windows 11, 11, 8, 4, 2).
+* ``'fewer_scales'``: only the first K scales of size >= 11, their weights renormalised to sum to
+  1, the K-th giving the full SSIM (32x32 -> 2 scales, 128x128 -> 4); under 11 pixels: an error.
 
-* ``'shrink_filter'`` (default, what PGGAN's ``ms_ssim.py`` does): keep all 5 scales; at a scale
-  smaller than the window, the window becomes the scale's size ``s`` and sigma ``1.5 * s / 11``.
-  For 128x128 images the scales are 128, 64, 32, 16, 8 (the last one with an 8x8 window); for 32x32
-  they are 32, 16, 8, 4, 2 (windows 11, 11, 8, 4, 2).
-* ``'fewer_scales'``: use only the first K scales whose size is >= 11 and renormalise their weights
-  to sum to 1; the K-th scale contributes the full SSIM (when all 5 fit, the standard weights are
-  used unchanged; they sum to 1.0001). 32x32 -> 2 scales (32, 16), 128x128 -> 4.
-  Images smaller than 11 pixels raise an error.
-
-Both give exactly the standard definition for images of 176x176 and larger.
-
-Diversity (PGGAN, Odena et al.): the mean MS-SSIM over random pairs of generated images; lower means
-more diverse. :class:`MSSSIMDiversity` pairs consecutive images of the streamed batches (independent
-samples make random pairs).
+Diversity (PGGAN, Odena et al.): mean MS-SSIM over random pairs of generated images; lower is more
+diverse.
 """
 from __future__ import annotations
 
@@ -60,11 +49,8 @@ def gaussian_window_1d(size: int, sigma: float) -> np.ndarray:
 
 
 def _filter_valid(x: jax.Array, taps: np.ndarray) -> jax.Array:
-    """Separable 'valid' correlation of NHWC ``x`` with ``outer(taps, taps)``, per channel.
-
-    Written as shifted slices, because XLA:CPU runs these several times faster than a
-    depthwise ``conv_general_dilated``.
-    """
+    """Separable 'valid' correlation of NHWC ``x`` with ``outer(taps, taps)``, per channel (as
+    shifted slices: XLA:CPU runs them faster than a depthwise ``conv_general_dilated``)."""
     k = len(taps)
     h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
     y = sum(float(t) * x[:, i : i + h] for i, t in enumerate(taps))
@@ -88,14 +74,10 @@ def ssim_and_cs(
     filter_size: int = FILTER_SIZE,
     filter_sigma: float = FILTER_SIGMA,
 ) -> tuple[jax.Array, jax.Array]:
-    """Single-scale SSIM and contrast-structure terms, one per image pair.
+    """Single-scale ``(ssim, cs)`` of (N, H, W, C) float32 pairs in [0, max_val], each (N,).
 
-    Args:
-      x, y: (N, H, W, C) float32 in [0, max_val].
-      filter_size: Gaussian window; shrunk to min(filter_size, H, W) with sigma scaled alike.
-
-    Returns:
-      ``(ssim, cs)``, each (N,) float32: the means over the valid map and the channels.
+    Each is the mean over the valid map and the channels; the window shrinks to
+    min(filter_size, H, W), its sigma scaled alike.
     """
     size = min(filter_size, x.shape[1], x.shape[2])
     sigma = size * filter_sigma / filter_size
@@ -151,15 +133,9 @@ def ms_ssim(
     quantize: bool = True,
     small_images: str = "shrink_filter",
 ) -> jax.Array:
-    """MS-SSIM of each image pair (jitted).
+    """MS-SSIM (jitted) of (N, H, W, C) float pairs in [-1, 1]: (N,) float32 in [0, 1], 1 if equal.
 
-    Args:
-      images_a, images_b: (N, H, W, C) float in [-1, 1].
-      quantize: round to integers after mapping to [0, 255] (like uint8 images).
-      small_images: ``'shrink_filter'`` or ``'fewer_scales'`` (see the module docstring).
-
-    Returns:
-      (N,) float32 in [0, 1]; 1 for identical images.
+    ``quantize`` rounds after mapping to [0, 255]; ``small_images``: see the module docstring.
     """
     chex.assert_rank([images_a, images_b], 4)
     chex.assert_equal_shape([images_a, images_b])
@@ -233,11 +209,8 @@ def ms_ssim_diversity(
     batch_size: int = 256,
     **kwargs,
 ) -> float:
-    """Mean MS-SSIM over ``num_pairs`` random pairs of distinct images from (N, H, W, C) ``images``.
-
-    The pairs are drawn from ``key`` (default ``num_pairs = N // 2``); ``kwargs`` go to
-    :func:`ms_ssim`.
-    """
+    """Mean MS-SSIM over ``num_pairs`` (default N // 2) random pairs, drawn from ``key``, of
+    distinct images of (N, H, W, C) ``images``; ``kwargs`` go to :func:`ms_ssim`."""
     chex.assert_rank(images, 4)
     n = images.shape[0]
     if n < 2:

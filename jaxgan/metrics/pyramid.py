@@ -1,18 +1,9 @@
-"""Laplacian pyramid with the 5x5 binomial filter used by PGGAN's sliced Wasserstein distance.
+"""Laplacian pyramid with the 5x5 binomial filter of PGGAN's sliced Wasserstein distance.
 
-The filter is the outer product of ``[1, 4, 6, 4, 1] / 16`` with itself (``/ 256`` in 2-D), applied
-separably with mirror borders without repeating the edge pixel ("reflect-101", numpy's
-``mode='reflect'``, scipy.ndimage's ``mode='mirror'``, OpenCV's ``BORDER_DEFAULT``):
-
-* ``pyr_down``: filter, then keep every second row and column (OpenCV ``pyrDown``);
-* ``pyr_up``: insert zeros between the pixels, then filter with 4x the kernel (OpenCV ``pyrUp``).
-
-``laplacian_pyramid(x, n)`` returns ``n`` levels: ``n - 1`` band-pass images (each level minus the
-up-sampled next level) followed by the low-pass image. ``reconstruct_laplacian_pyramid`` inverts it
-exactly up to float32 rounding, because each band-pass level stores the residual of exactly the
-``pyr_up`` that reconstruction applies.
-
-All functions take NHWC float arrays of any range (the SWD feeds them images in [0, 255]).
+The filter, ``outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256``, is applied separably with
+reflect-101 borders (numpy's ``mode='reflect'``, OpenCV's ``BORDER_DEFAULT``); ``pyr_down`` and
+``pyr_up`` match OpenCV's ``pyrDown`` / ``pyrUp``. :func:`reconstruct_laplacian_pyramid` inverts
+:func:`laplacian_pyramid` exactly up to float32 rounding. Inputs are NHWC floats of any range.
 """
 from __future__ import annotations
 
@@ -91,15 +82,10 @@ def _check_levels(shape: tuple[int, ...], num_levels: int) -> None:
 
 @functools.partial(jax.jit, static_argnames="num_levels")
 def laplacian_pyramid(images: jax.Array, num_levels: int) -> list[jax.Array]:
-    """Laplacian pyramid of NHWC ``images`` (jitted).
+    """Laplacian pyramid (jitted) of (N, H, W, C) ``images``, H and W divisible by 2^(levels - 1).
 
-    Args:
-      images: (N, H, W, C) float array; H and W divisible by ``2 ** (num_levels - 1)``.
-      num_levels: number of levels (1 returns the images themselves).
-
-    Returns:
-      A list of ``num_levels`` float32 arrays; level ``i`` has shape (N, H / 2^i, W / 2^i, C).
-      Levels ``0 .. num_levels - 2`` are band-pass, the last is the low-pass image.
+    Returns ``num_levels`` float32 arrays, level ``i`` (N, H / 2^i, W / 2^i, C): band-pass levels
+    (each minus the up-sampled next), then the low-pass image (one level: the images themselves).
     """
     images = jnp.asarray(images, jnp.float32)
     _check_levels(images.shape, num_levels)

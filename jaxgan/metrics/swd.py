@@ -1,35 +1,21 @@
 """Sliced Wasserstein distance between two image sets, as PGGAN defines it (Karras et al. 2018).
 
-The procedure (PGGAN's reference code, ``metrics/sliced_wasserstein.py`` in
-tkarras/progressive_growing_of_gans):
+The procedure of PGGAN's ``metrics/sliced_wasserstein.py`` (tkarras/progressive_growing_of_gans):
 
-1. Images in [-1, 1] are mapped to [0, 255] (and, by default, rounded to integers like the uint8
-   images PGGAN measured).
-2. Each image is decomposed into a Laplacian pyramid (:mod:`jaxgan.metrics.pyramid`) from the full
-   resolution down to 16x16; the last level is the low-pass image. A 128x128 image has the levels
-   128, 64, 32 and 16; a 32x32 image has 32 and 16.
-3. Per image and level, 128 random 7x7 neighbourhoods are cut out (centres uniform in
-   ``[3, size - 4]`` on each axis) and flattened channel-major (C, 7, 7) into 147-D descriptors.
-4. Per level and per set, every descriptor is normalised by the per-colour-channel mean and standard
-   deviation of that set's descriptors (population std).
-5. 4 repeats of 128 random unit directions (the same for both sets); both sets are projected, each
-   projection sorted, and the mean absolute difference of the sorted projections taken; the repeats
-   are averaged. The distance is reported x 1e3 per level (``swd_128``, ``swd_64``, ...) and as the
-   average over levels (``swd_avg``).
+1. Images in [-1, 1] are mapped to [0, 255] (rounded by default, like PGGAN's uint8 images).
+2. Each becomes a Laplacian pyramid (:mod:`jaxgan.metrics.pyramid`) down to 16x16, the last level
+   low-pass (128x128: levels 128, 64, 32, 16).
+3. Per image and level, 128 random 7x7 neighbourhoods (centres uniform in ``[3, size - 4]``) are
+   flattened channel-major (C, 7, 7) into 147-D descriptors.
+4. Per level and set, descriptors are normalised by that set's per-channel mean and population std.
+5. For 4 repeats of 128 random unit directions (shared by both sets), the mean absolute difference
+   of the sorted projections is taken and the repeats averaged. Reported x 1e3 per level
+   (``swd_128``, ``swd_64``, ...) and as the average over levels (``swd_avg``).
 
-Streaming: :class:`SWDAccumulator` keeps only the descriptors (128 x 147 float32 per image per level,
-75 KiB), never the images. 16,384 images at 128x128 hold 4 levels x 16384 x 128 x 147 x 4 B = 4.6 GiB
-per set.
-
-Randomness is a pure function of a JAX key: the centres of image ``j`` (its index in the stream) at
-level ``l`` come from ``fold_in(fold_in(key, l), j)``, so the descriptors do not depend on the batch
-size; the directions of level ``l`` come from ``fold_in(key, l)`` of the distance's key. Both are
-exposed (:func:`sample_centres`, :func:`sample_directions`) and the lower-level functions accept them
-explicitly.
-
-Implementation choice: descriptor extraction is one jitted function per batch shape. For the
-distance, sorting dominates; on the CPU backend ``numpy``'s SIMD sort is much faster than XLA:CPU's
-sort, so ``impl='auto'`` uses numpy there and a jitted JAX path on GPU/TPU.
+Randomness is a pure function of a JAX key: the centres of stream image ``j`` at level ``l`` come
+from ``fold_in(fold_in(key, l), j)`` (independent of the batch size), level ``l``'s directions from
+``fold_in(key, l)`` of the distance's key. ``impl='auto'`` sorts with numpy on CPU (much faster than
+XLA:CPU's sort) and with jitted JAX on GPU/TPU.
 """
 from __future__ import annotations
 
@@ -68,17 +54,10 @@ def sample_centres(
     num_per_image: int = DESCRIPTORS_PER_IMAGE,
     patch_size: int = PATCH_SIZE,
 ) -> tuple[jax.Array, jax.Array]:
-    """Random neighbourhood centres for the given images of one pyramid level.
+    """Random neighbourhood centres for stream images ``image_indices`` (N,) of one level.
 
-    Args:
-      key: the level's key (``fold_in(set_key, level)``).
-      image_indices: (N,) int indices of the images in the stream.
-      height, width: size of the pyramid level.
-      num_per_image: descriptors per image (P).
-      patch_size: odd neighbourhood size; centres lie in ``[half, size - 1 - half]``.
-
-    Returns:
-      ``(ys, xs)``, each (N, P) int32 (for 7x7 patches: in [3, size - 4]).
+    ``key`` is the level's key (``fold_in(set_key, level)``); ``patch_size`` p is odd. Returns
+    ``(ys, xs)``, each (N, num_per_image) int32 in ``[p // 2, size - 1 - p // 2]``.
     """
     half = patch_size // 2
     if height < patch_size or width < patch_size:
@@ -96,15 +75,10 @@ def sample_centres(
 def extract_descriptors(
     level: jax.Array, ys: jax.Array, xs: jax.Array, patch_size: int = PATCH_SIZE
 ) -> jax.Array:
-    """Cut ``patch_size`` x ``patch_size`` neighbourhoods out of one pyramid level.
+    """Cut neighbourhoods at (N, P) centres ``ys, xs`` out of an (N, h, w, C) float32 level.
 
-    Args:
-      level: (N, h, w, C) float32.
-      ys, xs: (N, P) int centres (see :func:`sample_centres`).
-
-    Returns:
-      (N * P, C * patch_size**2) float32 descriptors, image-major, each flattened channel-major
-      as (C, dy, dx) like PGGAN's NCHW descriptors.
+    Returns (N * P, C * patch_size**2) float32 descriptors, image-major, each flattened
+    channel-major as (C, dy, dx) like PGGAN's NCHW descriptors.
     """
     half = patch_size // 2
     offs = jnp.arange(-half, half + 1)
@@ -134,17 +108,11 @@ def batch_descriptors(
     patch_size: int = PATCH_SIZE,
     quantize: bool = True,
 ) -> list[jax.Array]:
-    """SWD descriptors of one batch (jitted).
+    """SWD descriptors (jitted) of one (N, H, W, C) float batch in [-1, 1].
 
-    Args:
-      images: (N, H, W, C) float in [-1, 1].
-      key: the set's key.
-      first_index: stream index of ``images[0]`` (the centres of image j come from
-        ``fold_in(fold_in(key, level), first_index + j)``).
-      num_levels: pyramid levels (PGGAN: down to 16x16, see :func:`max_pyramid_levels`).
-
-    Returns:
-      A list with one (N * num_per_image, C * patch_size**2) float32 array per level.
+    ``key`` is the set's key, ``first_index`` the stream index of ``images[0]``; PGGAN's
+    ``num_levels`` is :func:`max_pyramid_levels`. Returns one (N * num_per_image,
+    C * patch_size**2) float32 array per level.
     """
     pyramid = laplacian_pyramid(to_pixel_range(images, quantize), num_levels)
     idx = first_index + jnp.arange(images.shape[0])
@@ -167,10 +135,7 @@ def sample_directions(
 
 
 def descriptor_stats(desc: np.ndarray, num_channels: int, chunk: int = 65536):
-    """Per-channel mean and population std of (M, C * k * k) descriptors, accumulated in float64.
-
-    Returns ``(mean, std)``, each (C,) float64.
-    """
+    """Per-channel ``(mean, std)``, each (C,) float64, of (M, C * k * k) descriptors."""
     m, d = desc.shape
     k2 = d // num_channels
     s = np.zeros(num_channels)
@@ -218,7 +183,7 @@ def _swd_numpy(a, b, directions, num_channels, normalize, chunk=65536, num_threa
         else:
             stats.append((np.zeros(num_channels), np.ones(num_channels)))
     results = []
-    # Two (per, m) projection buffers, reused across repeats (re-allocating them costs page faults).
+    # Two (per, m) projection buffers, reused across repeats (re-allocating costs page faults).
     buffers = (np.empty((per, m), np.float32), np.empty((per, m), np.float32))
     for r in range(repeats):
         dirs_t = np.ascontiguousarray(np.asarray(directions[r], np.float32).T)  # (per, dim)
@@ -275,17 +240,14 @@ def sliced_wasserstein(
 
     Args:
       desc_a, desc_b: (M, D) float32 descriptors, D = num_channels * k * k, channel-major.
-      directions: (repeats, D, per_repeat) unit-norm projection directions
-        (see :func:`sample_directions`).
-      num_channels: colour channels, for the per-channel normalisation.
-      normalize: normalise each set by its own per-channel mean and std first (PGGAN does).
+      directions: (repeats, D, per_repeat), unit-norm (see :func:`sample_directions`).
+      normalize: first normalise each set by its own per-channel mean and std (PGGAN does).
       impl: ``'numpy'`` (fast on CPU), ``'jax'`` (jitted, for GPU/TPU) or ``'auto'``.
-      num_threads: threads for the numpy path's sorts (default min(cpu_count, 8)).
-
-    Memory (numpy path): the two sets plus two (per_repeat, M) float32 projection buffers.
+      num_threads: the numpy path's sorting threads (default min(cpu_count, 8)); that path also
+        holds two (per_repeat, M) float32 projection buffers.
 
     Returns:
-      mean over repeats of mean_{directions, descriptors} |sort(A d) - sort(B d)|, a Python float.
+      mean over repeats of mean_{directions, descriptors} |sort(A d) - sort(B d)|.
     """
     if desc_a.ndim != 2 or desc_a.shape != desc_b.shape:
         raise ValueError(
@@ -318,19 +280,12 @@ def sliced_wasserstein(
 
 
 class SWDAccumulator:
-    """Streams image batches into per-level SWD descriptors (the images are not kept).
+    """Streams (H, W, C) image batches into per-level SWD descriptors (the images are not kept).
 
-    Args:
-      image_shape: (H, W, C) of the images to come.
-      key: this set's key (use different keys for the real and the generated set).
-      capacity: if given, the number of images expected; the descriptor storage is preallocated
-        (no concatenation copy at the end). More images than ``capacity`` raise an error.
-      num_levels: pyramid levels; default PGGAN's (full resolution down to 16x16).
-      num_per_image, patch_size, quantize: see :func:`batch_descriptors`.
-
-    Memory: ``num_levels * num_images * num_per_image * C * patch_size**2 * 4`` bytes on the host
-    (4.6 GiB for 16,384 RGB images at 128x128, 2.3 GiB at 32x32; see
-    ``experiments/bench/METRICS_RESULTS.md``).
+    ``key`` is this set's (use different keys for the real and the generated set); ``capacity``,
+    if given, preallocates storage for that many images (more raise an error); ``num_levels``
+    defaults to PGGAN's (down to 16x16). Host memory: ``num_levels * num_images * num_per_image *
+    C * patch_size**2 * 4`` bytes (4.6 GiB for 16,384 RGB images at 128x128).
     """
 
     def __init__(
@@ -442,16 +397,11 @@ def swd_from_accumulators(
     impl: str = "auto",
     release: bool = False,
 ) -> dict[str, float]:
-    """SWD x 1e3 per level and their average between two filled accumulators.
+    """``{'swd_<res>': ..., 'swd_avg': ...}``: SWD x 1e3 per level and their average between two
+    accumulators of the same image shape and number of images; ``key`` draws the directions.
 
-    Args:
-      acc_a, acc_b: accumulators with the same image shape and number of images.
-      key: key for the projection directions (level ``l`` uses ``fold_in(key, l)``).
-      release: free each level's descriptors once used (lower peak memory; the accumulators are
-        unusable afterwards).
-
-    Returns:
-      ``{'swd_<res>': float for each level resolution (e.g. swd_128 ... swd_16), 'swd_avg': float}``.
+    ``release`` frees each level's descriptors once used (lower peak memory; the accumulators are
+    unusable afterwards).
     """
     if acc_a.image_shape != acc_b.image_shape or acc_a.num_levels != acc_b.num_levels:
         raise ValueError(
@@ -490,11 +440,8 @@ def sliced_wasserstein_distance(
     impl: str = "auto",
     **accumulator_kwargs,
 ) -> dict[str, float]:
-    """SWD (x 1e3 per level and average) between two in-memory (N, H, W, C) sets in [-1, 1].
-
-    Convenience wrapper over :class:`SWDAccumulator` and :func:`swd_from_accumulators`;
-    ``key`` is split into the two sets' descriptor keys and the directions' key.
-    """
+    """SWD (x 1e3 per level and average) between two in-memory (N, H, W, C) sets in [-1, 1];
+    ``key`` is split into the two sets' descriptor keys and the directions' key."""
     chex.assert_rank([images_a, images_b], 4)
     chex.assert_equal_shape([images_a, images_b])
     ka, kb, kd = jax.random.split(key, 3)

@@ -1,8 +1,6 @@
-"""DCGAN generator and discriminator (Radford et al. 2015; pytorch/examples dcgan).
-
-Generalised to any power-of-two resolution R >= 16 and any channel count: at R = 64 they are
-exactly the reference (G 3,576,704 and D 2,765,568 parameters with nz 100, ngf = ndf = 64).
-"""
+"""DCGAN generator and discriminator (Radford et al. 2015; pytorch/examples dcgan) for any
+power-of-two resolution R >= 16 and channel count; at R = 64 exactly the reference (G 3,576,704
+and D 2,765,568 parameters with nz 100, ngf = ndf = 64)."""
 
 from __future__ import annotations
 

@@ -103,13 +103,9 @@ def _specs(d: Spec) -> list[tuple[int, int]]:
 
 
 def receptive_field(d: Spec) -> int:
-    """Receptive field (pixels) of one output logit: ``rf = (rf - 1) * stride + kernel`` traced
-    from the output back to the input.
-
-    Args:
-      d: a PatchDiscriminator / PixelDiscriminator, ``"basic"``, ``"pixel"``, an ``n_layers``
-        int, or a sequence of (kernel, stride) from input to output.
-    """
+    """Receptive field (pixels) of one output logit, ``rf = (rf - 1) * stride + kernel`` from
+    the output back. ``d``: a PatchDiscriminator / PixelDiscriminator, ``"basic"``,
+    ``"pixel"``, an ``n_layers`` int, or (kernel, stride) pairs from input to output."""
     rf = 1
     for k, s in reversed(_specs(d)):
         rf = (rf - 1) * s + k

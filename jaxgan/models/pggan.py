@@ -1,15 +1,12 @@
 """Progressive GAN generator and discriminator (Karras et al. 2017) [PG].
 
-One parameter tree holds every stage: ``init`` creates the layers of all resolutions up to
-``resolution`` (all toRGB / fromRGB layers included), whatever stage it is called with, so the
-same parameters serve the whole growth. ``stage`` is a static Python int (0 -> 4x4, s ->
-4 * 2**s); ``alpha`` is a traced float32 in [0, 1], the weight of the newest block during its
-fade-in, so changing it never recompiles.
-
-Feature maps: a block at resolution R has ``min(fmap_base // (R // 2), fmap_max)`` channels
-(4..32 -> 512, 64 -> 256, ..., 1024 -> 16 with the paper's 8192 / 512). All layers use the
-equalized learning rate; gains sqrt(2) except G toRGB (1), D last dense (1), G first dense
-(sqrt(2) / 4).
+One parameter tree serves the whole growth: ``init``, at any stage, creates the layers of all
+resolutions up to ``resolution`` (every toRGB / fromRGB too). ``stage`` is a static Python int
+(s -> 4 * 2**s); ``alpha``, the newest block's fade-in weight, a traced float32 in [0, 1], so
+changing it never recompiles. A block at resolution R has ``min(fmap_base // (R // 2),
+fmap_max)`` channels (4..32 -> 512, ..., 1024 -> 16 with the paper's 8192 / 512). All layers
+use the equalized learning rate, gain sqrt(2) except G toRGB (1), D last dense (1), G first
+dense (sqrt(2) / 4).
 """
 
 from __future__ import annotations
@@ -94,10 +91,8 @@ class PGGANGenerator(nn.Module):
         return h
 
     def features(self, z: jax.Array, stage: int) -> tuple[jax.Array, jax.Array]:
-        """The trunk: (h_prev, h), the features of blocks ``stage - 1`` and ``stage``.
-
-        z: (N, latent_dim). h: (N, 4 * 2**stage, same, nf(stage)). At stage 0, h_prev is h.
-        """
+        """The trunk: (h_prev, h), the features of blocks ``stage - 1`` and ``stage`` (h_prev
+        is h at stage 0); z: (N, latent_dim), h: (N, 4 * 2**stage, same, nf(stage))."""
         x = pixel_norm(z)
         h = self.dense(x).reshape(z.shape[0], 4, 4, self.nf[0]) + self.dense_bias
         h = self._block(pixel_norm(_lrelu(h)), 0)

@@ -59,14 +59,9 @@ def _lookup(name: str) -> dict[str, tuple[Callable[..., nn.Module], dict[str, An
 
 
 def create(name: str, part: str | None = None, **overrides: Any) -> nn.Module:
-    """Build a model by its reference name.
-
-    Args:
-      name: one of :func:`names`.
-      part: "g" or "d"; may be omitted when the name has one part (G by default otherwise).
-      **overrides: constructor fields, e.g. ``in_channels=6``, ``norm="instance"``,
-        ``resolution=128``. An unknown field raises ``ValueError`` listing the valid ones.
-    """
+    """Build a model by its reference name (:func:`names`); ``part`` "g" or "d" (default: G
+    if the name has one, else D). ``overrides`` are constructor fields, e.g. ``in_channels=6``,
+    ``norm="instance"``; an unknown field raises ``ValueError`` listing the valid ones."""
     entry = _lookup(name)
     if part is None:
         part = "g" if "g" in entry else "d"

@@ -1,8 +1,6 @@
-"""Model summaries: a layer table, the parameter count, and for discriminators the receptive
-field and the output map shape. Backs ``python -m jaxgan.models``.
-
-Shapes are traced with ``jax.eval_shape``: nothing is computed, so PGGAN at 1024x1024 is instant.
-"""
+"""Model summaries for ``python -m jaxgan.models``: a layer table, the parameter count, and for
+discriminators the receptive field and output map shape (traced by ``jax.eval_shape``: nothing is
+computed)."""
 
 from __future__ import annotations
 

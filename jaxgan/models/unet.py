@@ -1,12 +1,11 @@
 """The pix2pix U-Net generator (``unet_128``: 7 downs, ``unet_256``: 8 downs) [CG].
 
-Level i of ``num_downs`` (0 = outermost) has (outer, inner) channels
-(out, ngf), (ngf, 2ngf), (2ngf, 4ngf), (4ngf, 8ngf), then (8ngf, 8ngf) to the innermost.
-A non-outermost level maps x to ``concat([leaky_relu(x, 0.2), up(...)])``: the reference's
-in-place LeakyReLU makes the skip carry the *activated* input. Convs before a BatchNorm have no
-bias; with InstanceNorm they have one (and, as in the reference, with norm ``none`` they have
-none); the outermost up-conv always has a bias. Dropout 0.5 after the up-norm of the
-``num_downs - 5`` levels between the 4th and the innermost.
+Level i of ``num_downs`` (0 = outermost) has (outer, inner) channels (out, ngf), (ngf, 2ngf),
+(2ngf, 4ngf), (4ngf, 8ngf), then (8ngf, 8ngf). A non-outermost level maps x to
+``concat([leaky_relu(x, 0.2), up(...)])``: the reference's in-place LeakyReLU makes the skip
+carry the *activated* input. Convs are biased only with InstanceNorm (as the reference: not
+with ``none``), except the outermost up-conv, always biased. Dropout 0.5 after the up-norm
+of the ``num_downs - 5`` levels between the 4th and the innermost.
 """
 
 from __future__ import annotations

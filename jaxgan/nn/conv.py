@@ -1,26 +1,20 @@
 """Convolutions with PyTorch semantics and a choice of formulation (``impl``) per backend.
 
-:func:`conv2d` and :func:`conv_transpose2d` compute exactly the same thing under every
-``impl`` (tests/test_conv.py); the names say how:
+Every ``impl`` computes exactly the same result:
 
-* ``"xla"``: XLA's own op, ``lax.conv_general_dilated`` (for a transposed convolution, with
-  lhs dilation: what ``lax.conv_transpose`` lowers to). cuDNN / the TPU convolution unit.
-* CPU formulations (:mod:`jaxgan.nn.cpu`), for XLA:CPU, whose own convolutions are slow in
-  places: ``"im2col"`` (patches @ kernel), ``"col2im"`` (matmul on the input's pixels, then
-  the tap outputs overlap-added), ``"winograd"`` (Winograd's minimal filtering, tile chosen
-  per pass; ``"winograd2"`` / ``"winograd3"`` / ``"winograd4"`` fix it). For a transposed
-  convolution ``"col2im"`` is the scatter by overlap-add, ``"subpixel"`` the sub-pixel form
-  (``s*s`` output phases from one stride-1 convolution by XLA's op, then interleaved), and
-  ``"im2col"`` / ``"winograd*"`` the sub-pixel form with that stride-1 formulation.
-* ``"auto"`` (the default): ``"xla"`` on GPU and TPU; on CPU the measured per-layer rules of
-  :mod:`jaxgan.nn.cpu.rules`, picked at trace time (:func:`default_impl`,
-  :func:`default_transpose_impl`).
+* ``"xla"``: XLA's own ``lax.conv_general_dilated`` (lhs-dilated for a transposed conv).
+* CPU formulations (:mod:`jaxgan.nn.cpu`): ``"im2col"`` (patches @ kernel), ``"col2im"``
+  (matmul on the input's pixels, tap outputs overlap-added), ``"winograd"`` (tile chosen per
+  pass; ``"winograd2"`` / ``"winograd3"`` / ``"winograd4"`` fix it). For a transposed conv
+  ``"subpixel"`` computes the ``s*s`` output phases by one stride-1 XLA conv, interleaved, and
+  ``"im2col"`` / ``"winograd*"`` do the sub-pixel form with that stride-1 formulation.
+* ``"auto"`` (default): ``"xla"`` on GPU and TPU; on CPU the per-layer rules of
+  :mod:`jaxgan.nn.cpu.rules`, picked at trace time.
 
-Layouts: activations NHWC; kernels HWIO ``(k, k, in, out)``. A transposed-convolution kernel
-``w[t_y, t_x, i, o]`` has PyTorch's scatter meaning: input pixel ``i`` adds ``x[i] * w[t]`` to
-output pixel ``i * stride - padding + t``. A PyTorch ``ConvTranspose2d.weight`` of shape
-``(in, out, k, k)`` converts with ``w.transpose(2, 3, 0, 1)``; a ``Conv2d.weight``
-``(out, in, k, k)`` with ``w.transpose(2, 3, 1, 0)``.
+Layouts: activations NHWC, kernels HWIO ``(k, k, in, out)``. A transposed-conv kernel
+``w[t_y, t_x, i, o]`` scatters as PyTorch's: input pixel ``i`` adds ``x[i] * w[t]`` to output
+pixel ``i * stride - padding + t``. PyTorch weights convert with ``w.transpose(2, 3, 0, 1)``
+(``ConvTranspose2d``, ``(in, out, k, k)``) and ``w.transpose(2, 3, 1, 0)`` (``Conv2d``).
 """
 
 from __future__ import annotations
@@ -73,20 +67,10 @@ def default_impl(
     stride: int = 1,
     dtype: jnp.dtype | None = None,
 ) -> str:
-    """The formulation ``impl="auto"`` picks for a convolution.
-
-    Args:
-      backend: "cpu", "gpu", "tpu" (default: ``jax.default_backend()``).
-      out_features: output channels (matmul columns).
-      patch_features: matmul inner size ``k*k*C_in``.
-      rows: matmul rows, batch x output pixels.
-      pixels: output pixels per image.
-      kernel, stride: the kernel size and stride (for the Winograd choice).
-      dtype: the activations' dtype (no Winograd below 32 bits; None: float32).
-
-    Returns:
-      GPU/TPU: ``"xla"``. CPU: :func:`jaxgan.nn.cpu.rules.conv_impl`'s choice.
-    """
+    """The formulation ``impl="auto"`` picks for a convolution: ``"xla"`` on GPU/TPU, else
+    :func:`jaxgan.nn.cpu.rules.conv_impl`'s choice from the matmul's ``out_features`` (C_out),
+    ``patch_features`` (``k*k*C_in``) and ``rows`` (batch x output pixels), the output
+    ``pixels`` per image, ``kernel``, ``stride`` and ``dtype`` (no Winograd below 32 bits)."""
     if _backend(backend) != "cpu":
         return "xla"
     return _rules.conv_impl(out_features, patch_features, rows, pixels, kernel, stride, dtype)
@@ -102,13 +86,10 @@ def default_transpose_impl(
     batch: int | None = None,
     dtype: jnp.dtype | None = None,
 ) -> str | None:
-    """The formulation ``impl="auto"`` picks for a transposed convolution.
-
-    GPU/TPU: ``"xla"`` (XLA's own transposed convolution). CPU:
-    :func:`jaxgan.nn.cpu.rules.transpose_impl`'s choice, or None for the sub-pixel form with
-    its stride-1 convolution's formulation left to :func:`default_impl` (its ``"xla"`` is
-    then ``"subpixel"``).
-    """
+    """The formulation ``impl="auto"`` picks for a transposed convolution: ``"xla"`` on
+    GPU/TPU, else :func:`jaxgan.nn.cpu.rules.transpose_impl`'s choice, where None means the
+    sub-pixel form with its stride-1 conv left to :func:`default_impl` (``"xla"`` there:
+    ``"subpixel"``)."""
     if _backend(backend) != "cpu":
         return "xla"
     return _rules.transpose_impl(kernel, stride, out_channels, in_pixels, in_channels, batch,
@@ -132,14 +113,9 @@ def conv2d(
 ) -> jax.Array:
     """Cross-correlation with zero padding, as ``torch.nn.functional.conv2d``.
 
-    Args:
-      x: (N, H, W, C_in) activations.
-      w: (k_h, k_w, C_in, C_out) kernel.
-      stride: the same stride on both spatial axes.
-      padding: an int (all sides) or ((top, bottom), (left, right)).
-      impl: one of :data:`IMPLS` (see the module docstring).
-    Returns:
-      (N, H_out, W_out, C_out) with H_out = (H + top + bottom - k_h) // stride + 1.
+    x: (N, H, W, C_in), w: (k_h, k_w, C_in, C_out), ``padding`` an int (all sides) or
+    ((top, bottom), (left, right)), ``impl`` one of :data:`IMPLS`. Returns (N, H_out, W_out,
+    C_out), H_out = (H + top + bottom - k_h) // stride + 1.
     """
     _check_impl(impl, IMPLS)
     pad = _pairs(padding)
@@ -199,15 +175,10 @@ def conv_transpose2d(
 ) -> jax.Array:
     """Transposed convolution with PyTorch ``ConvTranspose2d`` semantics, exact.
 
-    Args:
-      x: (N, H, W, C_in).
-      w: (k, k, C_in, C_out) scatter kernel (see the module docstring).
-      stride, padding, output_padding: as PyTorch (``0 <= output_padding < stride``).
-      impl: one of :data:`TRANSPOSE_IMPLS`: "auto", "xla" (XLA's lhs-dilated convolution),
-        "subpixel", "im2col", "winograd*" (the sub-pixel form with that stride-1
-        formulation) or "col2im" (tap outputs overlap-added).
-    Returns:
-      (N, H_out, W_out, C_out), H_out = (H - 1) * stride - 2 * padding + k + output_padding.
+    x: (N, H, W, C_in), w: (k, k, C_in, C_out) scatter kernel (see the module docstring),
+    ``0 <= output_padding < stride``, ``impl`` one of :data:`TRANSPOSE_IMPLS` (``"col2im"``
+    overlap-adds the tap outputs). Returns (N, H_out, W_out, C_out),
+    H_out = (H - 1) * stride - 2 * padding + k + output_padding.
     """
     k = w.shape[0]
     if w.shape[1] != k:

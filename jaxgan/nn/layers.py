@@ -1,8 +1,5 @@
-"""Layers shared by the models: reference initializers and norms, PyTorch-semantics
-convolution modules, equalized-learning-rate layers, PixelNorm, minibatch stddev, resampling.
-
-Everything is NHWC. Modules are ``flax.linen``; pure functions take and return ``jax.Array``.
-"""
+"""Layers shared by the models: reference initializers and norms, PyTorch-semantics conv
+modules, equalized-learning-rate layers, PixelNorm, minibatch stddev, resampling (NHWC)."""
 
 from __future__ import annotations
 
@@ -19,11 +16,8 @@ from jaxgan.nn.conv import Padding, conv2d, conv_transpose2d
 Initializer = Callable[..., jax.Array]
 
 def normal_init(stddev: float, mean: float = 0.0) -> Initializer:
-    """N(mean, stddev**2) initializer that draws a flat vector and reshapes it.
-
-    Same distribution as ``nn.initializers.normal``; drawing flat compiles several times
-    faster on XLA:CPU than a 4-D draw (seconds per kernel shape otherwise).
-    """
+    """N(mean, stddev**2) initializer drawn flat and reshaped: ``nn.initializers.normal``'s
+    distribution, much faster to compile on XLA:CPU than a 4-D draw."""
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         size = math.prod(shape)
@@ -49,11 +43,8 @@ def check_norm(norm: str) -> str:
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """InstanceNorm without affine parameters (PyTorch ``InstanceNorm2d`` default).
-
-    Normalises each (sample, channel) over H, W with the biased variance. x: (N, H, W, C);
-    computed in float32 and returned in x's dtype (bfloat16 under mixed precision).
-    """
+    """PyTorch's default ``InstanceNorm2d`` (no affine): each (sample, channel) of (N, H, W, C)
+    over H, W, biased variance; computed in float32, returned in x's dtype."""
     y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(y, axis=(1, 2), keepdims=True)
     var = jnp.mean(jnp.square(y - mean), axis=(1, 2), keepdims=True)
@@ -63,20 +54,13 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
 class BatchNorm(nn.Module):
     """PyTorch's ``BatchNorm2d`` (affine, ``momentum=0.1``, ``eps=1e-5``) on the last axis.
 
-    x: (..., C), any float dtype. With ``use_running_average=False`` it normalises with the
-    batch mean and the *biased* batch variance over every axis but the last, and updates the
-    running statistics as PyTorch does: ``mean <- 0.9 mean + 0.1 batch_mean`` and
-    ``var <- 0.9 var + 0.1 batch_var * n / (n - 1)`` (the *unbiased* variance, n = the
-    number of values per channel, N*H*W); ``flax.linen.BatchNorm`` would store the biased one,
-    so a network used with ``train=False`` after training would not match PyTorch's. With
-    n = 1 (which PyTorch refuses in training) the running variance takes the biased 0.
-
-    The forward is flax's: statistics in float32 (``E[x^2] - E[x]^2``, clipped at 0),
-    ``(x - mean) * (rsqrt(var + eps) * scale) + bias``, returned in the dtype of x and the
-    parameters (bfloat16 under mixed precision). Variables keep flax's names: ``params``
-    ``scale`` (init N(1, 0.02)) and ``bias`` (0), ``batch_stats`` ``mean`` (0) and ``var`` (1),
-    float32. The running statistics are updated only where ``batch_stats`` is mutable (an
-    ``apply`` in train mode without ``mutable`` leaves them as they are).
+    In training it normalises with the batch mean and *biased* variance over all axes but the
+    last and, where ``batch_stats`` is mutable, updates the running statistics as PyTorch:
+    ``mean <- 0.9 mean + 0.1 batch_mean``, ``var <- 0.9 var + 0.1 batch_var * n / (n - 1)``
+    (n = N*H*W; the biased 0 at n = 1). ``flax.linen.BatchNorm`` stores the biased variance,
+    so its ``train=False`` outputs would not match PyTorch's. Otherwise flax's forward
+    (float32 statistics, output in the dtype of x and the parameters) and variable names:
+    ``params`` ``scale`` (N(1, 0.02)), ``bias`` (0); ``batch_stats`` ``mean`` (0), ``var`` (1).
     """
 
     use_running_average: bool = False
@@ -113,10 +97,8 @@ class BatchNorm(nn.Module):
 
 
 class Norm(nn.Module):
-    """``batch`` (:class:`BatchNorm`: PyTorch's ``BatchNorm2d``, affine, reference init,
-    momentum 0.1, eps 1e-5, unbiased running variance), ``instance`` (no affine parameters)
-    or ``none``. BatchNorm keeps running statistics in the ``batch_stats`` collection (under
-    ``bn``) and uses batch statistics when ``train`` is True."""
+    """``batch`` (:class:`BatchNorm` named ``bn``; batch statistics when ``train``),
+    ``instance`` (no affine parameters) or ``none``."""
 
     kind: str = "batch"
 
@@ -148,12 +130,8 @@ def _kernel(module: nn.Module, shape: tuple[int, ...], init: Initializer, x: jax
 
 class Conv2d(nn.Module):
     """``torch.nn.Conv2d`` (zero padding) in NHWC. Kernel (k, k, C_in, features) ~ N(0, 0.02).
-
-    ``impl`` as :func:`jaxgan.nn.conv.conv2d`. Forcing ``"winograd3"`` / ``"winograd4"`` on a
-    7x7 kernel (the ResNet generator's first and last convs; ``"auto"`` never does) costs
-    float32 precision: up to ~3e-4 of the output's scale, against ~2e-6 on 3x3 kernels
-    (tests/test_layers.py bounds both).
-    """
+    ``impl`` as :func:`jaxgan.nn.conv.conv2d`; forcing ``"winograd3"`` / ``"winograd4"`` on a
+    7x7 kernel (``"auto"`` never does) costs float32 precision."""
 
     features: int
     kernel_size: int
@@ -174,10 +152,8 @@ class Conv2d(nn.Module):
 
 
 class ConvTranspose2d(nn.Module):
-    """``torch.nn.ConvTranspose2d`` in NHWC, exact (see :func:`jaxgan.nn.conv.conv_transpose2d`).
-
-    Kernel (k, k, C_in, features) ~ N(0, 0.02), scatter semantics.
-    """
+    """``torch.nn.ConvTranspose2d`` in NHWC, exact (:func:`jaxgan.nn.conv.conv_transpose2d`).
+    Kernel (k, k, C_in, features) ~ N(0, 0.02), scatter semantics."""
 
     features: int
     kernel_size: int
@@ -215,10 +191,8 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
 
 
 class EqualizedConv(nn.Module):
-    """Conv with the equalized learning rate of PGGAN (same padding, stride 1).
-
-    The stored kernel (k, k, C_in, features) is ~ N(0, 1); at runtime, inside the module, it is
-    multiplied by ``gain / sqrt(k * k * C_in)``. Bias zero-initialised and not scaled.
+    """PGGAN's equalized-learning-rate conv (same padding, stride 1): kernel (k, k, C_in,
+    features) ~ N(0, 1), scaled at runtime by ``gain / sqrt(k * k * C_in)``; bias 0, unscaled.
     """
 
     features: int
@@ -265,23 +239,19 @@ class EqualizedDense(nn.Module):
 
 
 def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """PixelNorm: ``x * rsqrt(mean(x**2 over the last axis) + eps)``; per pixel (or per latent).
-
-    Computed in float32, returned in x's dtype (bfloat16 under mixed precision)."""
+    """PixelNorm: ``x * rsqrt(mean(x**2 over the last axis) + eps)``, per pixel (or latent);
+    computed in float32, returned in x's dtype."""
     y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     return (y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=-1, keepdims=True) + eps)
             ).astype(x.dtype)
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> jax.Array:
-    """Append PGGAN's minibatch-stddev feature map. x: (N, H, W, C) -> (N, H, W, C + 1).
+    """Append PGGAN's minibatch-stddev feature map: (N, H, W, C) -> (N, H, W, C + 1).
 
-    Groups of G = min(group_size, N) samples with the reference's *strided* grouping: sample n
-    belongs to group ``n mod (N / G)``. Per group: biased variance over the group, sqrt(var +
-    eps), mean over H, W, C: one scalar, tiled as the extra channel of each group member.
-
-    Raises:
-      ValueError: when N is not divisible by G (the reference's reshape requires it).
+    Groups of G = min(group_size, N) with the reference's *strided* grouping (sample n in
+    group ``n mod (N / G)``); per group the mean over H, W, C of sqrt(biased variance + eps),
+    tiled as the extra channel. ValueError when N is not divisible by G (as the reference).
     """
     n, h, w, c = x.shape
     g = min(group_size, n)

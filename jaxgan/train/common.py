@@ -1,10 +1,7 @@
 """Pieces shared by the per-family train steps: input checks, optimizers, the finite guard.
 
-Nothing here knows about a family; see ``jaxgan.train.{dcgan,pix2pix,cyclegan,pggan}``.
-The small tree utilities are jitted on their own: inside a jitted step they are inlined;
-run op by op (debugging, the eager-vs-jit tests) each is one compiled program instead of
-several per leaf shape.
-"""
+The tree utilities are jitted on their own, so a step run op by op compiles each once, not
+once per leaf shape."""
 
 from __future__ import annotations
 
@@ -60,11 +57,8 @@ def _bind(fn: Callable, config: ml_collections.FrozenConfigDict, *args: Any) -> 
 
 
 def bind_config(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Callable:
-    """``functools.partial(fn, freeze(config), *args)``, the *same object* for equal configs.
-
-    jax caches traces and compilations per function object, so binding through here lets
-    every ``make_train_step`` call with an equal config reuse one compilation.
-    """
+    """``partial(fn, freeze(config), *args)``, the *same object* for equal configs, so that
+    jax (which caches per function object) reuses one compilation."""
     return _bind(fn, freeze(config), *args)
 
 
@@ -91,14 +85,8 @@ def _jit_init(fn: Callable, config: ml_collections.FrozenConfigDict, *args: Any)
 
 
 def jit_init(fn: Callable, config: ml_collections.ConfigDict, *args: Any) -> Callable:
-    """``key -> fn(freeze(config), *args, key)``, jitted and cached per (fn, config, args).
-
-    Initialisation runs as one compiled program instead of op by op (on CPU the eager
-    path compiles every primitive separately, which is far slower for a model init), and
-    with the non-partitionable threefry, which XLA:CPU compiles much faster for 4-D kernel
-    shapes; the state is replicated, so partitioned random bits would buy nothing. The
-    initial state is a pure function of the key either way.
-    """
+    """``key -> fn(freeze(config), *args, key)``, jitted and cached per (fn, config, args), with
+    the non-partitionable threefry (faster to compile; the state is replicated anyway)."""
     return _jit_init(fn, freeze(config), *args)
 
 
@@ -132,18 +120,12 @@ def make_train_step(train_step: Callable, config: ml_collections.ConfigDict,
                     mesh: jax.sharding.Mesh | None = None, *, jit: bool = True,
                     donate: bool = True, compiler_options: dict | None = None,
                     replicas: bool = False) -> Callable:
-    """``step(state, batch, key) -> (state, metrics)``: a family's pure
-    ``train_step(config, state, batch, key)`` bound to ``config``.
+    """``step(state, batch, key) -> (state, metrics)``: ``train_step`` bound to ``config``.
 
-    ``jit=False`` gives the pure Python function (for tests/debugging). With ``jit`` it is
-    compiled, the state donated (``donate``), and with a ``mesh`` the batch is sharded over
-    ``'data'`` and the state and key replicated (:func:`jaxgan.parallel.jit_step`, which
-    also takes ``compiler_options`` for XLA). Equal configs share one traced function
-    (:func:`bind_config`), so jax reuses its compilations across calls.
-
-    ``replicas``: the step of a study, ``jax.vmap`` over a leading replica axis of state,
-    batch, key and metrics (one independent run per index; on a ``('replica', 'data')``
-    mesh from :func:`jaxgan.parallel.make_study_mesh`).
+    ``jit=False`` gives the pure Python function. Otherwise it is compiled with the state
+    donated (``donate``); with a ``mesh`` the batch is sharded over ``'data'`` and state and
+    key replicated (:func:`jaxgan.parallel.jit_step`). ``replicas``: a study's step, vmapped
+    over a leading replica axis of state, batch, key and metrics (one run per index).
     """
     from jaxgan import parallel
 
@@ -157,12 +139,8 @@ def make_train_step(train_step: Callable, config: ml_collections.ConfigDict,
 
 def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps: int
                           ) -> optax.Schedule:
-    """``learning_rate`` for ``constant_steps`` steps, then linearly down to 0 over ``decay_steps``.
-
-    The step form of the pix2pix/CycleGAN reference's ``n_epochs`` constant +
-    ``n_epochs_decay`` linear epochs (the reference steps its rate once per epoch; this
-    decays every step). After the decay the rate stays 0.
-    """
+    """``learning_rate`` for ``constant_steps`` steps, then linearly to 0 over ``decay_steps``
+    and 0 after: the per-step form of the reference's ``n_epochs`` + ``n_epochs_decay``."""
     if constant_steps < 0 or decay_steps < 0:
         raise ValueError(
             f"schedule lengths must be >= 0 steps; got constant_steps={constant_steps}, "
@@ -176,12 +154,8 @@ def linear_decay_schedule(learning_rate: float, constant_steps: int, decay_steps
 @functools.partial(jax.jit, static_argnums=0)
 def apply_optimizer(tx: optax.GradientTransformation, grads: PyTree, opt_state: PyTree,
                     params: PyTree) -> tuple[PyTree, PyTree]:
-    """One optimizer step: ``(new params, new opt_state)``.
-
-    Jitted with ``tx`` static (pass the same object each time, e.g. from a per-config cache),
-    so that a step run op by op (debugging, the eager-vs-jit tests) compiles one program here
-    instead of one per parameter shape; inside a jitted step it is inlined.
-    """
+    """One optimizer step: ``(new params, new opt_state)``. Jitted with ``tx`` static: pass
+    the same object each time."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
@@ -199,25 +173,17 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def _cast_floating(tree: PyTree, src: Any, dst: Any) -> PyTree:
-    """Every array leaf of dtype ``src`` cast to ``dst``; other leaves (ints, keys, bools,
-    Python scalars) as they are."""
+    """Array leaves of dtype ``src`` cast to ``dst``; other leaves unchanged."""
     return jax.tree.map(
         lambda x: x.astype(dst) if getattr(x, "dtype", None) == src else x, tree)
 
 
 class MixedPrecision:
-    """A flax module computed in ``dtype`` (bfloat16) with float32 parameters: mixed precision
-    in the manner of PyTorch AMP and jmp's policies, at the ``apply`` boundary.
+    """A flax module computed in ``dtype`` (bfloat16) with float32 parameters (as PyTorch AMP).
 
-    ``init`` is the module's own (float32 parameters). ``apply`` casts the float32
-    parameters and float32 array arguments (images, latents, PGGAN's ``alpha``) to ``dtype``,
-    runs the module, and casts its ``dtype`` outputs back to float32: losses, the optimizer
-    and the parameters stay float32, and gradients reach the parameters in float32 through
-    the casts. BatchNorm statistics are reduced in float32 by flax and its running averages
-    (the ``batch_stats`` collection) are never cast; instance norm and PixelNorm compute in
-    float32 (:mod:`jaxgan.nn.layers`). bfloat16 has float32's exponent range, so no loss
-    scaling is needed (nor used by PyTorch's bfloat16 autocast). Other attributes are the
-    module's.
+    ``apply`` casts the float32 parameters and array arguments to ``dtype`` and the outputs
+    back to float32, so losses, optimizer and parameters stay float32; ``batch_stats`` are
+    never cast. bfloat16 has float32's exponent range, so no loss scaling is needed.
     """
 
     def __init__(self, module: nn.Module, dtype: Any):
@@ -246,11 +212,8 @@ class MixedPrecision:
 
 
 def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision:
-    """``module`` itself for ``"float32"``, else :class:`MixedPrecision` in ``dtype``.
-
-    Raises:
-      ValueError: for a dtype not in :data:`COMPUTE_DTYPES` (``config.model.dtype``).
-    """
+    """``module`` itself for ``"float32"``, else :class:`MixedPrecision` in ``dtype``;
+    ValueError for a dtype not in :data:`COMPUTE_DTYPES`."""
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"config.model.dtype={dtype!r} is not a compute dtype; choose one of "
                          f"{', '.join(COMPUTE_DTYPES)} (bfloat16: mixed precision, parameters "
@@ -260,15 +223,14 @@ def mixed_precision(module: nn.Module, dtype: str) -> nn.Module | MixedPrecision
     if jax.default_backend() == "cpu":
         warnings.warn(
             f"config.model.dtype={dtype!r} on XLA:CPU computes correctly but slowly: XLA:CPU "
-            "converts to float32 around most bfloat16 operations (DCGAN 64 at batch 64: 1.58 s "
-            "per step against 0.83 s in float32); it is meant for GPUs and TPUs",
+            "converts to float32 around most bfloat16 operations, so a step is slower than in "
+            "float32; it is meant for GPUs and TPUs",
             stacklevel=2)
     return MixedPrecision(module, dtype)
 
 
 def in_compute_dtype(config: ml_collections.ConfigDict, nets: tuple | dict) -> tuple | dict:
-    """A family's networks (a tuple or dict of modules) through :func:`mixed_precision` in
-    ``config.model.dtype``; the same container back."""
+    """A tuple or dict of networks through :func:`mixed_precision` in ``config.model.dtype``."""
     dtype = config.model.dtype
     if isinstance(nets, dict):
         return {k: mixed_precision(v, dtype) for k, v in nets.items()}
@@ -292,12 +254,8 @@ def apply_model(
     dropout_key: jax.Array | None = None,
     **kwargs: Any,
 ) -> tuple[jax.Array, PyTree]:
-    """Apply a flax module, threading BatchNorm statistics: returns ``(output, batch_stats)``.
-
-    With ``train`` and a non-empty ``batch_stats``, BatchNorm uses the batch statistics and
-    the running averages are updated (``mutable=['batch_stats']``); otherwise they are
-    returned unchanged. ``dropout_key`` feeds the ``'dropout'`` rng stream.
-    """
+    """Apply a flax module, threading BatchNorm statistics: ``(output, batch_stats)``, updated
+    only with ``train``; ``dropout_key`` feeds the ``'dropout'`` rng stream."""
     variables = {"params": params}
     if batch_stats:
         variables["batch_stats"] = batch_stats
@@ -316,18 +274,11 @@ def check_image_batch(
     *,
     same_batch_size: bool = True,
 ) -> int:
-    """Validate a batch of images at the step's boundary (trace time); returns N.
+    """Validate a batch of images at trace time; returns N.
 
-    Args:
-      family: name used in the messages ('pix2pix', ...).
-      batch: the step's batch; must be a mapping holding at least ``expected``'s keys.
-      expected: key -> expected shape ``(None, S, S, C)`` (square images, any N), checked
-        by :func:`jaxgan.checks.check_images`.
-      same_batch_size: all entries must share N.
-
-    Raises:
-      TypeError: if the batch is not a mapping.
-      ValueError: naming the key, the expected float32 shape and what was given.
+    ``expected`` maps each required key to a shape ``(None, S, S, C)``; with
+    ``same_batch_size`` all entries must share N. Raises TypeError for a non-mapping batch,
+    ValueError naming the key, the expected float32 shape and what was given.
     """
     if not isinstance(batch, Mapping):
         raise TypeError(
@@ -381,14 +332,9 @@ def guard_finite(finite: jax.Array, new: PyTree, old: PyTree) -> PyTree:
 
 def commit_step(old: PyTree, new: PyTree, metrics: dict[str, jax.Array], finite: jax.Array,
                 **advance: Any) -> tuple[PyTree, dict[str, jax.Array]]:
-    """The steps' non-finite policy, in one place.
-
-    ``finite`` = every loss and every gradient of the step is finite
-    (``tree_all_finite((losses, grads))``). The returned state is ``new`` when finite, else
-    ``old`` (one ``where`` over the whole state, as ``flax/examples/imagenet`` guards its
-    step); either way ``step`` advances by one and the fields in ``advance`` (e.g. PGGAN's
-    ``stage_images``) take their given values. Returns ``(state, {**metrics, "finite": finite})``.
-    """
+    """The steps' non-finite policy: ``new`` if ``finite`` (all losses and grads) else ``old``;
+    either way ``step`` advances by one and the ``advance`` fields take their given values.
+    Returns ``(state, {**metrics, "finite": finite})``."""
     state = guard_finite(finite, new, old).replace(step=old.step + 1, **advance)
     return state, {**metrics, "finite": finite}
 
@@ -396,18 +342,9 @@ def commit_step(old: PyTree, new: PyTree, metrics: dict[str, jax.Array], finite:
 def load_torch_variables(what: str, source: Any, model_name: str, params: PyTree,
                          batch_stats: PyTree, *, part: str | None = None, **fields: Any
                          ) -> tuple[PyTree, PyTree]:
-    """``(params, batch_stats)`` of a network from a PyTorch reference state_dict (a ``.pth``
-    path or a mapping; :func:`jaxgan.interop.torch.load_state_dict`), for fine-tuning.
-
-    ``fields`` are the jaxgan model's (what the config builds), so the file must be that
-    architecture; ``params`` / ``batch_stats`` are the network's freshly initialised ones:
-    the loaded trees must have their structure, shapes and dtypes. ``what`` names the
-    network in errors (``"init.torch_G"``).
-
-    Raises:
-      ValueError: the file is another architecture (naming the first differing key and the
-        reference options it fits), or does not fit the config's model.
-    """
+    """``(params, batch_stats)`` from a PyTorch reference state_dict (``.pth`` path or
+    mapping), for fine-tuning. ValueError (naming ``what``) for a file of another architecture
+    or one that does not fit the fresh ``params`` / ``batch_stats``."""
     from jaxgan.interop import torch as interop
 
     try:

@@ -1,21 +1,12 @@
 """CycleGAN training (Zhu et al. 2017; [CG] pytorch-CycleGAN-and-pix2pix).
 
-Names: ``g_ab`` maps domain A to B (the reference's G_A), ``g_ba`` maps B to A (G_B);
-``d_a`` judges domain-A images (the reference's D_B), ``d_b`` judges domain B (D_A).
+Names: ``g_ab`` maps domain A to B (the reference's G_A), ``g_ba`` B to A (G_B); ``d_a``
+judges domain A (the reference's D_B), ``d_b`` domain B (D_A).
 
-Per step, as the reference: fakes and reconstructions with the current generators; G update
-(both generators, one Adam) on ``GAN(d_b(fake_B)) + GAN(d_a(fake_A)) + lambda_a *
-L1(rec_A, A) + lambda_b * L1(rec_B, B) + identity``, where identity is ``lambda_b * lambda_identity
-* L1(g_ab(B), B) + lambda_a * lambda_identity * L1(g_ba(A), A)`` and the discriminators are
-the pre-update ones; then D update (both discriminators, one Adam), each ``0.5 * (real +
-fake)`` with the fakes drawn from a 50-image history pool: while a pool is not full every
-fake is stored and used; afterwards, per image, with probability 0.5 a random stored fake
-is returned and replaced by the new one, else the new fake is used. The pools are arrays in
-the state and are updated functionally with the step key. LSGAN, Adam(2e-4, 0.5, 0.999),
-constant then linearly decaying learning rate.
-
-Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}`` in
-[-1, 1], unaligned.
+Per step, as the reference: G update (both generators, one Adam) on the GAN, cycle and
+identity losses against the pre-update discriminators; then D update (both, one Adam), each
+``0.5 * (real + fake)`` with the fakes from a 50-image history pool (:func:`pool_query`),
+kept as arrays in the state. Batches are unaligned.
 """
 
 from __future__ import annotations
@@ -48,26 +39,13 @@ __all__ = [
 def default_config() -> ml_collections.ConfigDict:
     """The reference defaults ([CG]: junyanz/pytorch-CycleGAN-and-pix2pix's options).
 
-    Fields:
-      image_size (256), in_channels / out_channels (channels of domains A and B, 3 and 3),
-      batch_size (1), seed, num_steps (constant + decay steps).
-      data.load_size (286), data.random_flip (True): for the data pipeline.
-      model.generator ('resnet_9blocks'; model.n_blocks / model.num_downs override the
-        name's depth when not None), model.discriminator ('basic'; 'n_layers' uses
-        model.n_layers_d; 'pixel'), model.ngf / model.ndf (64), model.norm ('instance'),
-        model.use_dropout (False), model.impl (convolution formulation, 'auto'),
-        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
-      loss.gan ('lsgan'), loss.lambda_a / loss.lambda_b (10: cycle weights, A->B->A and
-        B->A->B), loss.lambda_identity (0.5; 0 disables the identity terms), loss.d_scale
-        (0.5: the reference halves each D loss).
-      pool_size: fake history per domain (50; 0 disables the pool).
-      optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8).
-      schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs in
-        steps (defaults: horse2zebra, 1,334 steps per epoch at batch 1).
-      init.torch_G_A / init.torch_G_B / init.torch_D_A / init.torch_D_B: PyTorch state_dicts
-        (``latest_net_G_A.pth``, ...) of the reference's networks to start a new run from
-        (fine-tuning; :func:`init_from_torch`); '' = the reference init. The reference's G_A
-        is ``g_ab``, G_B ``g_ba``, D_A (which judges domain B) ``d_b``, D_B ``d_a``.
+    Shared fields as :func:`jaxgan.train.pix2pix.default_config` (A, B: the two domains), plus:
+      loss.lambda_a / loss.lambda_b: cycle weights (A->B->A, B->A->B).
+      loss.lambda_identity: 0 disables the identity terms. loss.d_scale: halves each D loss.
+      pool_size: fake history per domain (0 disables the pool).
+      schedule.constant_steps / decay_steps: 100 + 100 epochs of horse2zebra at batch 1.
+      init.torch_G_A / _G_B / _D_A / _D_B: reference state_dicts (``latest_net_G_A.pth``, ...)
+        a new run starts from (:func:`init_from_torch`; names as :data:`TORCH_NAMES`).
     """
     c = image_to_image.base_config(generator="resnet_9blocks", norm="instance",
                                    use_dropout=False, constant_steps=133_400,
@@ -85,10 +63,9 @@ TORCH_NAMES = {"G_A": "g_ab", "G_B": "g_ba", "D_A": "d_b", "D_B": "d_a"}
 
 
 class CycleGANState(struct.PyTreeNode):
-    """step (int32 scalar); ``g_params = {'g_ab', 'g_ba'}``, ``d_params = {'d_a', 'd_b'}``
-    and their batch stats (``{}`` entries with InstanceNorm) and Adam states; the fake
-    pools ``pool_a: float32[pool_size, S, S, in_channels]`` (fakes of domain A),
-    ``pool_b: [pool_size, S, S, out_channels]`` and their fill counts (int32 scalars)."""
+    """step (int32); ``g_params = {'g_ab', 'g_ba'}``, ``d_params = {'d_a', 'd_b'}``, their
+    batch stats and Adam states; the fake pools ``pool_a: float32[pool_size, S, S,
+    in_channels]``, ``pool_b: [pool_size, S, S, out_channels]`` and their int32 fill counts."""
 
     step: jax.Array
     g_params: Any
@@ -128,10 +105,7 @@ def _check_config(config) -> None:
 
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
-    """Initialise both generators and discriminators, their optimizers and empty pools.
-
-    Runs as one jitted program (cached per config).
-    """
+    """Initialise all four networks, their optimizers and empty pools, jitted per config."""
     _check_config(config)
     return common.jit_init(_init, config)(key)
 
@@ -163,16 +137,12 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> CycleGANState:
 
 def init_from_torch(config: ml_collections.ConfigDict, state: CycleGANState,
                     **files: Any) -> CycleGANState:
-    """``state`` with networks taken from PyTorch reference state_dicts (fine-tuning).
+    """``state`` with networks from PyTorch reference state_dicts, for fine-tuning.
 
-    ``files``: ``G_A=``, ``G_B=``, ``D_A=``, ``D_B=`` (the reference's names, see
-    :data:`TORCH_NAMES`), each a ``.pth`` path or a state_dict mapping; those not given are
-    ``config.init.torch_<name>`` ('' or absent: keep the state's). Parameters and BatchNorm
-    statistics are replaced; Adam states, pools and ``step`` are kept.
-
-    Raises:
-      ValueError: an unknown name, or a file that is not the architecture ``config.model``
-        describes.
+    ``files``: ``G_A=``, ``G_B=``, ``D_A=``, ``D_B=`` (:data:`TORCH_NAMES`), each a ``.pth``
+    path or mapping; those not given are ``config.init.torch_<name>`` ('' or absent: keep the
+    state's). Adam states, pools and ``step`` are kept. ValueError for an unknown name or a
+    file not of ``config.model``'s architecture.
     """
     unknown = sorted(set(files) - set(TORCH_NAMES))
     if unknown:
@@ -195,11 +165,9 @@ def pool_query(pool: jax.Array, count: jax.Array, images: jax.Array, key: jax.Ar
                ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The reference's ImagePool.query, functional: returns ``(images_for_d, pool, count)``.
 
-    Args:
-      pool: ``[P, H, W, C]`` stored fakes (the first ``count`` are valid); P = 0 disables it.
-      count: int32 scalar fill count.
-      images: ``[N, H, W, C]`` new fakes, processed in order.
-      key: PRNG key for the 50% choice and the replaced slot.
+    ``pool``: ``[P, H, W, C]``, the first ``count`` valid (P = 0 disables it). While it is not
+    full each new fake (``images``, in order) is stored and used; afterwards, per image, with
+    probability 0.5 a random stored fake is returned and replaced by the new one.
     """
     size = pool.shape[0]
     if size == 0:
@@ -226,18 +194,11 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
                key: jax.Array) -> tuple[CycleGANState, dict[str, jax.Array]]:
     """One fused G-then-D update; pure. Prefer :func:`make_train_step`.
 
-    Args:
-      config: from :func:`default_config` (static).
-      state: the current state.
-      batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``.
-      key: the run's PRNG key; the step uses ``fold_in(key, state.step)`` for the pools
-        (and dropout when enabled).
-
-    Returns:
-      (new state, metrics): float32 ``g_loss, g_gan_ab, g_gan_ba, cycle_a, cycle_b,
-      identity_a, identity_b`` (weighted terms), ``d_loss, d_a_loss, d_b_loss``,
-      ``learning_rate`` and bool ``finite``. When any loss or gradient is not finite,
-      everything but ``step`` is kept (pools included) and ``finite`` is False.
+    ``batch``: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``;
+    pools and dropout use ``fold_in(key, state.step)``. Metrics: float32 ``g_loss, g_gan_ab,
+    g_gan_ba, cycle_a, cycle_b, identity_a, identity_b`` (weighted), ``d_loss, d_a_loss,
+    d_b_loss``, ``learning_rate`` and bool ``finite``; when any loss or gradient is not
+    finite, only ``step`` advances (pools kept).
     """
     _check_config(config)
     image_to_image.check_batch("cyclegan", config, batch, same_batch_size=False)
@@ -327,7 +288,7 @@ def train_step(config: ml_collections.ConfigDict, state: CycleGANState, batch: d
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
                     **kwargs):
-    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.common.make_train_step`."""
+    """``step(state, batch, key) -> (state, metrics)``; see ``common.make_train_step``."""
     _check_config(config)
     return common.make_train_step(train_step, config, mesh, **kwargs)
 
@@ -335,11 +296,8 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh |
 def translate(config: ml_collections.ConfigDict, state: CycleGANState, images: jax.Array,
               direction: str = "AtoB", *, train: bool = False,
               key: jax.Array | None = None) -> jax.Array:
-    """Map images ``[N, S, S, C]`` with ``g_ab`` (``'AtoB'``) or ``g_ba`` (``'BtoA'``).
-
-    ``train=True`` uses batch statistics (BatchNorm) and dropout (with ``key``) like the
-    reference's test script without ``--eval``. Jitted (cached per config, direction, mode).
-    """
+    """Map images ``[N, S, S, C]`` with ``g_ab`` (``'AtoB'``) or ``g_ba`` (``'BtoA'``), jitted.
+    ``train=True`` (dropout with ``key``) matches the reference's test without ``--eval``."""
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
     name = "g_ab" if direction == "AtoB" else "g_ba"

@@ -1,17 +1,9 @@
 """DCGAN training (Radford et al. 2015; the pytorch/examples dcgan reference).
 
-Per step, as the reference: z ~ N(0, 1); D update on reals (target 1) and detached fakes
-(target 0) with binary cross-entropy, loss ``real + fake`` (not halved); then G update with
-the non-saturating loss through the *updated* D. Adam(2e-4, 0.5, 0.999) for both.
-BatchNorm runs in train mode on each D call separately (reals, fakes, fakes again for G),
-as the reference's three forward passes do.
-
-Usage::
-
-    config = dcgan.default_config()
-    state = dcgan.create_state(config, jax.random.key(config.seed))
-    step = dcgan.make_train_step(config, mesh)   # jitted, sharded, state donated
-    state, metrics = step(state, {"image": images}, key)
+Per step, as the reference: D update on reals and detached fakes with binary cross-entropy,
+loss ``real + fake`` (not halved); then G update with the non-saturating loss through the
+*updated* D. BatchNorm runs in train mode on each D call separately, as the reference's three
+forward passes do.
 """
 
 from __future__ import annotations
@@ -40,24 +32,16 @@ __all__ = [
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The reference defaults ([DC]: pytorch/examples' ``dcgan/main.py``).
+    """The reference defaults (pytorch/examples' ``dcgan/main.py``).
 
     Fields:
-      image_size: square image side R (the generator's output is [N, R, R, channels]).
-      channels: image channels C.
-      batch_size: global batch (64).
-      seed: PRNG seed for init and the run's step key.
-      num_steps: training steps (the reference trains 25 epochs; set per data set).
-      model.latent_dim: nz (100); model.ngf, model.ndf: base widths (64).
-      model.impl: convolution formulation for jaxgan.nn ('auto' picks per backend; 'xla',
+      image_size R, channels C: images are [N, R, R, C]. batch_size: global batch.
+      model.impl: convolution formulation for jaxgan.nn ('auto' picks per backend, 'xla',
         'im2col'): the same function, different speed.
-      model.dtype: compute dtype, 'float32' or 'bfloat16' (mixed precision: float32
-        parameters, optimizer and losses; see jaxgan.train.common.MixedPrecision).
-      loss.gan: 'vanilla' (BCE with logits; any of jaxgan.losses.GAN_KINDS).
-      optimizer.{learning_rate, b1, b2, eps}: Adam for both G and D (2e-4, 0.5, 0.999, 1e-8).
-      init.torch_G / init.torch_D: pytorch/examples DCGAN state_dicts (``netG_epoch_N.pth``,
-        ``netD_epoch_N.pth``) a new run starts from (fine-tuning; :func:`init_from_torch`);
-        '' = the reference init.
+      model.dtype: 'float32' or 'bfloat16' (mixed precision, common.MixedPrecision).
+      loss.gan: 'vanilla' (BCE with logits) or any of jaxgan.losses.GAN_KINDS.
+      init.torch_G / init.torch_D: pytorch/examples state_dicts (``netG_epoch_N.pth``) a new
+        run starts from (:func:`init_from_torch`); '' = the reference init.
     """
     c = ml_collections.ConfigDict()
     c.image_size = 64
@@ -75,11 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class DCGANState(struct.PyTreeNode):
-    """Everything a DCGAN run carries between steps (all jax arrays; replicated when sharded).
-
-    step: int32 scalar, steps taken. g_params/g_batch_stats, d_params/d_batch_stats: the
-    flax variable collections. g_opt_state/d_opt_state: Adam states.
-    """
+    """Everything a DCGAN run carries between steps (replicated when sharded): ``step``
+    (int32), G's and D's flax variables and Adam states."""
 
     step: jax.Array
     g_params: Any
@@ -103,10 +84,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
 
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
-    """Initialise both networks (reference init, inside the models) and their optimizers.
-
-    Runs as one jitted program (cached per config); ``key`` is split for G and D.
-    """
+    """Initialise both networks (reference init) and their optimizers, jitted per config."""
     return common.jit_init(_init, config)(key)
 
 
@@ -129,16 +107,11 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> DCGANState:
 
 def init_from_torch(config: ml_collections.ConfigDict, state: DCGANState, *,
                     g: Any = None, d: Any = None) -> DCGANState:
-    """``state`` with G and/or D from pytorch/examples DCGAN state_dicts (``netG_epoch_N.pth``,
-    ``netD_epoch_N.pth``; a path or a mapping; None = ``config.init.torch_G`` / ``torch_D``,
-    and the state's own where those are empty), for fine-tuning.
+    """``state`` with G and/or D from pytorch/examples DCGAN state_dicts, for fine-tuning.
 
-    Parameters and BatchNorm statistics are replaced; the Adam states and ``step`` are
-    kept. The files must be the networks the config describes (``image_size``,
-    ``channels``, ``model.latent_dim``, ``model.ngf`` / ``model.ndf``).
-
-    Raises:
-      ValueError: a file of another architecture (naming the first differing key).
+    ``g`` / ``d``: a path or mapping; None = ``config.init.torch_G`` / ``torch_D`` (empty:
+    keep the state's). Parameters and BatchNorm statistics are replaced; Adam states and
+    ``step`` are kept. ValueError for a file of another architecture than the config's.
     """
     mc = config.model
     init = config.get("init") or {}
@@ -161,17 +134,10 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
                key: jax.Array) -> tuple[DCGANState, dict[str, jax.Array]]:
     """One fused D-then-G update; pure. Prefer :func:`make_train_step`.
 
-    Args:
-      config: from :func:`default_config` (static).
-      state: the current state.
-      batch: ``{"image": float32[N, R, R, C]}`` reals in [-1, 1] (N global).
-      key: the run's PRNG key; the step uses ``fold_in(key, state.step)``.
-
-    Returns:
-      (new state, metrics): float32 scalars ``d_loss, d_loss_real, d_loss_fake, g_loss,
-      d_real, d_fake`` (mean D logits) and bool ``finite``. When any loss or gradient is
-      not finite, the networks and optimizer states are kept (only ``step`` advances) and
-      ``finite`` is False.
+    ``batch``: ``{"image": float32[N, R, R, C]}`` reals in [-1, 1] (N global); ``key``: the
+    run's key (folded with ``state.step``). Returns ``(state, metrics)``: float32 ``d_loss,
+    d_loss_real, d_loss_fake, g_loss, d_real, d_fake`` (mean D logits) and bool ``finite``;
+    when any loss or gradient is not finite, only ``step`` advances.
     """
     r, ch, kind = config.image_size, config.channels, config.loss.gan
     n = common.check_image_batch("dcgan", batch, {"image": (None, r, r, ch)})
@@ -219,18 +185,16 @@ def train_step(config: ml_collections.ConfigDict, state: DCGANState, batch: dict
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
                     **kwargs):
-    """``step(state, batch, key) -> (state, metrics)`` for the config; see
-    :func:`jaxgan.train.common.make_train_step`."""
+    """``step(state, batch, key) -> (state, metrics)``; see ``common.make_train_step``."""
     return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def generate(config: ml_collections.ConfigDict, state: DCGANState, z: jax.Array, *,
              train: bool = False) -> jax.Array:
-    """Samples ``[N, R, R, C]`` in [-1, 1] from latents ``z: [N, latent_dim]``.
+    """Samples ``[N, R, R, C]`` in [-1, 1] from latents ``z: [N, latent_dim]``, jitted.
 
-    ``train=False`` uses BatchNorm's running averages (the reference's ``netG.eval()`` is
-    not used for its sample grids, which use train mode: pass ``train=True`` to match).
-    Jitted (cached per config and mode).
+    ``train=False`` uses BatchNorm's running averages; the reference's sample grids use train
+    mode (``train=True``).
     """
     return common.jit_bound(_generate, config, bool(train))(state.g_params,
                                                              state.g_batch_stats, z)

@@ -1,9 +1,6 @@
-"""What pix2pix and CycleGAN share ([CG] pytorch-CycleGAN-and-pix2pix): the base options,
-the registry overrides of the generators and discriminators, the Adam pair with its
-constant-then-linear-decay schedule, the ``{"A", "B"}`` batch check, the learning-rate
-metric, PyTorch state_dict loading and generator application for ``translate``.
-
-One module both families import, so that neither train module reaches into the other.
+"""What pix2pix and CycleGAN share ([CG] pytorch-CycleGAN-and-pix2pix): base options, network
+overrides, the scheduled Adam pair, the ``{"A", "B"}`` batch check, state_dict loading and
+``translate``; one module, so that neither train module reaches into the other.
 """
 
 from __future__ import annotations
@@ -37,9 +34,8 @@ Network = tuple[str, dict[str, Any]]
 
 def base_config(*, generator: str, norm: str, use_dropout: bool,
                 constant_steps: int, decay_steps: int) -> ml_collections.ConfigDict:
-    """The options pix2pix and CycleGAN share in the reference ([CG] base options): 256x256
-    3 -> 3 channel images, batch 1, load 286 + random flip, the model sub-config, Adam
-    (2e-4, 0.5, 0.999, 1e-8) and the constant-then-linear-decay schedule in steps."""
+    """The options pix2pix and CycleGAN share ([CG] base options): 256x256 3 -> 3 channel
+    images, batch 1, load 286 + random flip, Adam and the constant-then-decay schedule."""
     c = ml_collections.ConfigDict()
     c.image_size = 256
     c.in_channels = 3
@@ -94,8 +90,7 @@ def create_models(config: ml_collections.ConfigDict, networks: dict[str, Network
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant ``optimizer.learning_rate`` for ``schedule.constant_steps`` optimizer steps,
-    then linear decay to 0 over ``schedule.decay_steps``."""
+    """:func:`common.linear_decay_schedule` of ``config.optimizer`` and ``config.schedule``."""
     return common.linear_decay_schedule(config.optimizer.learning_rate,
                                         config.schedule.constant_steps,
                                         config.schedule.decay_steps)
@@ -126,9 +121,8 @@ def learning_rate_metric(config: ml_collections.ConfigDict, opt_state: Any) -> j
 
 def load_torch_network(what: str, source: Any, network: Network, params: Any,
                        batch_stats: Any) -> tuple[Any, Any]:
-    """``(params, batch_stats)`` of ``network`` from a PyTorch state_dict (a ``.pth`` path or
-    a mapping; :func:`jaxgan.train.common.load_torch_variables`, ``what`` names it in
-    errors); ``source`` None or '' keeps the given ones."""
+    """``(params, batch_stats)`` of ``network`` from a PyTorch state_dict (path or mapping);
+    ``source`` None or '' keeps the given ones."""
     if source is None or (isinstance(source, str) and not source):
         return params, batch_stats
     name, kw = network
@@ -138,11 +132,9 @@ def load_torch_network(what: str, source: Any, network: Network, params: Any,
 def translate(family: str, config: ml_collections.ConfigDict, params: Any, batch_stats: Any,
               images: jax.Array, in_ch: int, out_ch: int, *, train: bool,
               key: jax.Array | None) -> jax.Array:
-    """``G(images)``: ``[N, H, W, out_ch]`` from ``[N, H, W, in_ch]`` with the config's
-    generator from ``in_ch`` to ``out_ch`` channels and its variables.
+    """``G(images)``: ``[N, H, W, out_ch]`` from ``[N, H, W, in_ch]``, jitted.
 
-    ``train``: batch statistics (BatchNorm) and dropout with ``key`` (needed when
-    ``config.model.use_dropout``). Jitted (cached per config, channels and mode).
+    ``train``: batch statistics and dropout with ``key`` (needed with ``model.use_dropout``).
     """
     if train and config.model.use_dropout and key is None:
         raise ValueError(f"{family}.translate: train=True with dropout needs a PRNG key")

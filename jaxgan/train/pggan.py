@@ -1,21 +1,13 @@
 """PGGAN training (Karras et al. 2018; [PG] tkarras/progressive_growing_of_gans).
 
-Growth: stage ``s`` trains at ``4 * 2**s`` pixels. Stage 0 is ``schedule.stable_kimg``
-thousand images; every later stage first fades its new blocks in over
-``schedule.fade_kimg`` thousand images (alpha from 0 to 1), then trains stable for
-``schedule.stable_kimg``; the last stage trains until ``schedule.total_kimg``.
+Stage ``s`` trains at ``4 * 2**s`` pixels: stage 0 for ``schedule.stable_kimg`` thousand
+images; each later stage fades its new blocks in over ``fade_kimg`` (reals cross-faded like
+G's output, :func:`fade_reals`), then trains stable for ``stable_kimg``; the last runs to
+``total_kimg``. The stage is static (one compile per stage); alpha is traced from
+``state.stage_images``, so a fade never recompiles. :func:`grow` moves to the next stage.
 
-* The stage is a static field of the state: ``jit`` compiles once per stage.
-* alpha is computed inside the step from ``state.stage_images`` (images seen in this
-  stage, a traced int32), so a fade never recompiles.
-* During a fade the reals are cross-faded like the generator's output:
-  ``lerp(upsample(downsample(real)), real, alpha)``.
-* :func:`grow` moves a state to the next stage and (``schedule.reset_optimizer``) resets
-  both Adam states, as the reference does when the resolution changes.
-
-Per step: D update with WGAN-GP (``fake - real``, gradient penalty weight 10 target 1,
-drift 0.001 * D(real)^2) on fakes from fresh latents, then G update (``-D(G(z))`` with new
-latents, through the updated D), then the generator EMA (0.999). Adam(1e-3, 0, 0.99, 1e-8).
+Per step: D update with WGAN-GP and drift on fresh fakes, then G update (``-D(G(z))``)
+through the updated D, then the generator EMA.
 """
 
 from __future__ import annotations
@@ -60,19 +52,14 @@ def default_config() -> ml_collections.ConfigDict:
     """The reference defaults ([PG]: tkarras/progressive_growing_of_gans's config).
 
     Fields:
-      resolution: final image side (1024; a power of two >= 4). channels (3).
-      seed: PRNG seed. mirror_augment: random horizontal flip of the reals inside the step
-        (False; the reference turns it on for faces).
-      model.latent_dim (512), model.fmap_base (8192), model.fmap_max (512),
-        model.mbstd_group_size (4), model.impl (convolution formulation, 'auto'),
-        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
-      loss.gp_weight (10), loss.gp_target (1), loss.drift (0.001).
-      optimizer.{learning_rate, b1, b2, eps}: Adam (1e-3, 0.0, 0.99, 1e-8) for G and D.
-      ema_decay: generator moving average per step (0.999).
-      schedule.stable_kimg / schedule.fade_kimg: thousands of images per phase (600 / 600;
-        the paper used 800 / 800). schedule.total_kimg: the run's length (12000).
-        schedule.batch_size_per_stage: global batch at 4, 8, ..., 1024 px (one-GPU preset
-        128, 128, 128, 64, 32, 16, 8, 4, 4). schedule.reset_optimizer: reset Adam on growth.
+      resolution: final image side (a power of two >= 4).
+      mirror_augment: random horizontal flip of the reals inside the step (the reference
+        turns it on for faces). ema_decay: the generator's moving average, per step.
+      model.impl, model.dtype: as in :func:`jaxgan.train.dcgan.default_config`.
+      schedule.stable_kimg / fade_kimg: thousands of images per phase (the paper used
+        800 / 800). schedule.total_kimg: the run's length.
+      schedule.batch_size_per_stage: global batch at 4, 8, ..., 1024 px (the reference's
+        one-GPU preset). schedule.reset_optimizer: reset Adam on growth.
     """
     c = ml_collections.ConfigDict()
     c.resolution = 1024
@@ -93,14 +80,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class PGGANState(struct.PyTreeNode):
-    """A PGGAN run between steps.
-
-    step: int32 scalar, steps taken over the whole run. stage_images: int32 scalar, images
-    seen since the current stage started (drives alpha). g_params / d_params: the parameters
-    of *all* stages (one tree for the whole growth). g_ema_params: the generator's moving
-    average (use it for samples). g_opt_state / d_opt_state: Adam states. stage: static
-    Python int (0 -> 4x4).
-    """
+    """A PGGAN run between steps: ``step`` (int32, over the whole run), ``stage_images``
+    (int32, images seen in this stage; drives alpha), G's and D's parameters of *all* stages,
+    ``g_ema_params`` (for samples), Adam states and the static ``stage`` (int; 0 -> 4x4)."""
 
     step: jax.Array
     stage_images: jax.Array
@@ -145,11 +127,8 @@ def stage_images(config: ml_collections.ConfigDict, stage: int) -> int | None:
 
 def alpha(config: ml_collections.ConfigDict, stage: int, images_in_stage: jax.Array
           ) -> jax.Array:
-    """Fade-in weight of the newest block (float32 scalar in [0, 1]).
-
-    1 at stage 0; otherwise ``images_in_stage / (fade_kimg * 1000)`` clipped to [0, 1]
-    (1 when fade_kimg is 0). Traced: changing it never recompiles.
-    """
+    """Fade-in weight of the newest block (float32 scalar): 1 at stage 0, else
+    ``images_in_stage / (fade_kimg * 1000)`` clipped to [0, 1] (1 when fade_kimg is 0)."""
     fade = float(config.schedule.fade_kimg) * 1000.0
     if stage == 0 or fade <= 0:
         return jnp.ones((), jnp.float32)
@@ -202,11 +181,8 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array, stage: int = 0
                  ) -> PGGANState:
-    """Initialise G (and its EMA copy), D and the optimizers, at ``stage`` (default 0).
-
-    The parameters cover all stages; the EMA starts equal to G. Runs as one jitted program
-    (cached per config and stage).
-    """
+    """Initialise G, its EMA (equal to G), D and the optimizers at ``stage``, jitted; the
+    parameters cover all stages."""
     _check_stage(config, stage)
     return common.jit_init(_init, config, stage)(key)
 
@@ -254,19 +230,11 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
                key: jax.Array) -> tuple[PGGANState, dict[str, jax.Array]]:
     """One fused D-then-G update and the EMA; pure. Prefer :func:`make_train_step`.
 
-    Args:
-      config: from :func:`default_config` (static).
-      state: the current state (its static ``stage`` fixes the resolution r).
-      batch: ``{"image": float32[N, r, r, channels]}`` reals in [-1, 1] at the stage's
-        resolution, N a multiple of ``min(mbstd_group_size, N)``.
-      key: the run's PRNG key; the step uses ``fold_in(key, state.step)``.
-
-    Returns:
-      (new state, metrics): float32 ``d_loss, d_wgan, gradient_penalty, drift, g_loss,
-      d_real, d_fake`` (mean critic scores), ``alpha``, int32 ``stage`` and bool
-      ``finite``. ``stage_images`` grows by N. When any loss or gradient is not finite,
-      params, EMA and optimizer states are kept (``step`` and ``stage_images`` advance)
-      and ``finite`` is False.
+    ``batch``: ``{"image": float32[N, r, r, channels]}`` reals in [-1, 1] at the stage's
+    resolution, N a multiple of ``min(mbstd_group_size, N)``; the step uses ``fold_in(key,
+    state.step)``. Metrics: float32 ``d_loss, d_wgan, gradient_penalty, drift, g_loss,
+    d_real, d_fake`` (mean critic scores), ``alpha``, int32 ``stage``, bool ``finite``.
+    ``stage_images`` grows by N; when not finite only it and ``step`` advance.
     """
     stage = state.stage
     _check_stage(config, stage)
@@ -338,19 +306,16 @@ def train_step(config: ml_collections.ConfigDict, state: PGGANState, batch: dict
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
                     **kwargs):
-    """``step(state, batch, key) -> (state, metrics)``; one compile per stage (the stage is
-    static in the state), none per alpha. See :func:`jaxgan.train.common.make_train_step`."""
+    """``step(state, batch, key) -> (state, metrics)``, compiled once per stage, never per
+    alpha; see ``common.make_train_step``."""
     num_stages(config)
     return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def generate(config: ml_collections.ConfigDict, state: PGGANState, z: jax.Array, *,
              use_ema: bool = True, alpha_value: jax.Array | None = None) -> jax.Array:
-    """Samples ``[N, r, r, C]`` at the state's stage from latents ``z: [N, latent_dim]``.
-
-    Uses the EMA generator by default and the state's current alpha unless given. Jitted
-    (cached per config and stage).
-    """
+    """Samples ``[N, r, r, C]`` at the state's stage from ``z: [N, latent_dim]``, jitted;
+    by default from the EMA generator at the state's alpha."""
     params = state.g_ema_params if use_ema else state.g_params
     a = alpha(config, state.stage, state.stage_images) if alpha_value is None else alpha_value
     return common.jit_bound(_generate, config, int(state.stage))(

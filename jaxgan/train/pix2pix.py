@@ -1,14 +1,9 @@
 """pix2pix training (Isola et al. 2017; [CG] pytorch-CycleGAN-and-pix2pix).
 
-Per step, as the reference: ``fake_B = G(A)`` (train mode: BatchNorm batch statistics and
-dropout on); D update on ``concat(A, B)`` (real) and ``concat(A, fake_B)`` (fake, detached),
-loss ``0.5 * (real + fake)``; then G update through the *updated* D with
-``GAN(D(concat(A, fake_B))) + l1_weight * L1(fake_B, B)``. Adam(2e-4, 0.5, 0.999) with the
-learning rate constant for ``schedule.constant_steps`` then linearly to 0 over
-``schedule.decay_steps`` (optax schedules, counted in optimizer steps).
-
-Batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}`` in
-[-1, 1]; the direction (AtoB/BtoA) is the data pipeline's business.
+Per step, as the reference: ``fake_B = G(A)`` in train mode; D update on ``concat(A, B)`` and
+detached ``concat(A, fake_B)``, loss ``0.5 * (real + fake)``; then G update through the
+*updated* D with ``GAN + l1_weight * L1(fake_B, B)``. The learning rate is constant, then
+decays linearly (in optimizer steps). The direction (AtoB/BtoA) is the data pipeline's.
 """
 
 from __future__ import annotations
@@ -42,28 +37,18 @@ def default_config() -> ml_collections.ConfigDict:
     """The reference defaults ([CG]: junyanz/pytorch-CycleGAN-and-pix2pix's options).
 
     Fields:
-      image_size: crop size S of the square training images (256).
-      in_channels / out_channels: channels of A (the condition) and B (the target) (3, 3).
-      batch_size: global batch (1). seed: PRNG seed. num_steps: constant + decay steps.
-      data.load_size (286), data.random_flip (True): the reference's resize-then-random-crop
-        and horizontal flip, for the data pipeline.
-      model.generator: registry name, 'unet_256' (or 'unet_128', 'resnet_6blocks',
-        'resnet_9blocks'); model.num_downs / model.n_blocks: None = the name's value,
-        else an override (e.g. num_downs 5 for 32x32 images).
-      model.discriminator: 'basic' (70x70 PatchGAN), 'n_layers' (with model.n_layers_d)
-        or 'pixel'.
-      model.ngf, model.ndf (64), model.norm ('batch'), model.use_dropout (True),
-        model.impl (convolution formulation for jaxgan.nn, 'auto' = per backend),
-        model.dtype ('float32'; 'bfloat16' = mixed precision, float32 parameters).
-      loss.gan ('vanilla'), loss.l1_weight (lambda_L1 = 100), loss.d_scale (0.5, the
-        reference's halving of D's loss).
-      optimizer.{learning_rate, b1, b2, eps}: Adam (2e-4, 0.5, 0.999, 1e-8) for G and D.
-      schedule.constant_steps / schedule.decay_steps: the reference's 100 + 100 epochs,
-        here in steps (defaults: 100 epochs of the 400 facades training pairs at batch 1).
-      init.torch_G / init.torch_D: PyTorch state_dicts (``.pth``) of the reference's netG /
-        netD (``latest_net_G.pth``, ``latest_net_D.pth``) to start a new run from
-        (fine-tuning; :func:`init_from_torch`); '' = the reference init. They must be the
-        architecture ``model`` describes.
+      image_size S: training crop size. in_channels / out_channels: of A (the condition) and
+        B (the target). batch_size: global batch. num_steps: constant + decay steps.
+      data.load_size, data.random_flip: the reference's resize-then-random-crop and flip.
+      model.generator: 'unet_256', 'unet_128', 'resnet_6blocks' or 'resnet_9blocks';
+        model.num_downs / model.n_blocks: None = the name's value, else an override.
+      model.discriminator: 'basic' (70x70 PatchGAN), 'n_layers' (model.n_layers_d), 'pixel'.
+      model.impl, model.dtype: as in :func:`jaxgan.train.dcgan.default_config`.
+      loss.l1_weight: lambda_L1. loss.d_scale: the reference's halving of D's loss.
+      schedule.constant_steps / decay_steps: the reference's 100 + 100 epochs, in steps
+        (100 epochs of the 400 facades pairs at batch 1).
+      init.torch_G / init.torch_D: reference state_dicts (``latest_net_G.pth``) a new run
+        starts from (:func:`init_from_torch`); '' = the reference init.
     """
     c = image_to_image.base_config(generator="unet_256", norm="batch", use_dropout=True,
                                    constant_steps=40_000, decay_steps=40_000)
@@ -99,10 +84,7 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modul
 
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
-    """Initialise G, D (reference init, inside the models) and their optimizers.
-
-    Runs as one jitted program (cached per config).
-    """
+    """Initialise G, D (reference init) and their optimizers, jitted per config."""
     return common.jit_init(_init, config)(key)
 
 
@@ -123,14 +105,11 @@ def _init(config: ml_collections.ConfigDict, key: jax.Array) -> Pix2PixState:
 
 def init_from_torch(config: ml_collections.ConfigDict, state: Pix2PixState, *,
                     g: Any = None, d: Any = None) -> Pix2PixState:
-    """``state`` with G and/or D taken from PyTorch reference state_dicts (fine-tuning).
+    """``state`` with G and/or D from PyTorch reference state_dicts, for fine-tuning.
 
-    ``g`` / ``d``: a ``.pth`` path or a state_dict mapping; None = ``config.init.torch_G`` /
-    ``torch_D`` ('' or absent: keep the state's). Parameters and BatchNorm statistics are
-    replaced; the Adam states stay fresh (zero moments, step 0) and ``step`` is kept.
-
-    Raises:
-      ValueError: a file that is not the architecture ``config.model`` describes.
+    ``g`` / ``d``: a ``.pth`` path or mapping; None = ``config.init.torch_G`` / ``torch_D``
+    ('' or absent: keep the state's). Parameters and BatchNorm statistics are replaced; Adam
+    states and ``step`` are kept. ValueError for a file not of ``config.model``'s architecture.
     """
     init = config.get("init") or {}
     g = init.get("torch_G") if g is None else g
@@ -148,16 +127,10 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
                key: jax.Array) -> tuple[Pix2PixState, dict[str, jax.Array]]:
     """One fused D-then-G update; pure. Prefer :func:`make_train_step`.
 
-    Args:
-      config: from :func:`default_config` (static).
-      state: the current state.
-      batch: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``.
-      key: the run's PRNG key; dropout uses ``fold_in(key, state.step)``.
-
-    Returns:
-      (new state, metrics): float32 ``d_loss, d_loss_real, d_loss_fake, g_loss, g_gan,
-      g_l1`` (the unweighted L1), ``learning_rate``, and bool ``finite``. When any loss or
-      gradient is not finite, everything but ``step`` is kept and ``finite`` is False.
+    ``batch``: ``{"A": float32[N, S, S, in_channels], "B": float32[N, S, S, out_channels]}``;
+    dropout uses ``fold_in(key, state.step)``. Metrics: float32 ``d_loss, d_loss_real,
+    d_loss_fake, g_loss, g_gan, g_l1`` (unweighted), ``learning_rate`` and bool ``finite``;
+    when any loss or gradient is not finite, only ``step`` advances.
     """
     image_to_image.check_batch("pix2pix", config, batch)
     common.check_key("pix2pix", key)
@@ -212,18 +185,14 @@ def train_step(config: ml_collections.ConfigDict, state: Pix2PixState, batch: di
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
                     **kwargs):
-    """``step(state, batch, key) -> (state, metrics)``; see :func:`jaxgan.train.common.make_train_step`."""
+    """``step(state, batch, key) -> (state, metrics)``; see ``common.make_train_step``."""
     return common.make_train_step(train_step, config, mesh, **kwargs)
 
 
 def translate(config: ml_collections.ConfigDict, state: Pix2PixState, a: jax.Array, *,
               train: bool = False, key: jax.Array | None = None) -> jax.Array:
-    """G(A): ``[N, S, S, out_channels]`` in [-1, 1].
-
-    The reference's test script keeps train mode (batch statistics, dropout on) unless
-    ``--eval``: pass ``train=True`` and a ``key`` for dropout to match it. Jitted (cached
-    per config and mode).
-    """
+    """G(A): ``[N, S, S, out_channels]`` in [-1, 1], jitted. The reference's test script keeps
+    train mode unless ``--eval``: pass ``train=True`` and a dropout ``key`` to match it."""
     return image_to_image.translate("pix2pix", config, state.g_params, state.g_batch_stats, a,
                                     config.in_channels, config.out_channels, train=train,
                                     key=key)

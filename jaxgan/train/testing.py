@@ -1,19 +1,10 @@
 """Comparing two executions of one train step (eager vs jit, sharded vs one device, resumed
-vs uninterrupted) with tolerances that follow from how the step computes.
+vs uninterrupted).
 
-Two executions of the same step on the same inputs differ only in the order of float32
-summations (XLA fuses differently; a sharded program adds per-device partial sums). Losses
-and statistics therefore agree to a few ulps (``rtol`` 1e-5). Parameters after an Adam step
-mostly do too, with one exception: Adam's update ``lr * m / (sqrt(v) + eps)`` is
-``lr * g / (|g| + eps)`` on the first step, so a coordinate whose gradient is within
-summation noise of zero (``|g|`` comparable to ``eps``) can move by any amount up to
-``lr`` in either execution. Such coordinates are rare (measured: 2 of 65,536 in a U-Net
-kernel), except in parameters whose gradient is exactly zero in exact arithmetic (a conv
-bias followed by InstanceNorm, which subtracts it again): there every coordinate is noise
-(measured: 696 of 597,480 state elements of a small CycleGAN, 0.12%).
-:func:`assert_step_outputs_close` allows such differences, bounded by the exact limit
-``2 * lr * steps``, and fails if more than ``max_outlier_fraction`` of all the state's
-floating-point elements are outside the tight tolerance.
+They differ only in the order of float32 summations, so losses and statistics agree to a few
+ulps. Parameters after Adam mostly do too, but a coordinate whose gradient is within noise of
+zero (e.g. a conv bias before InstanceNorm) moves by ``lr * g / (|g| + eps)``: anything up to
+``lr`` per step. :func:`assert_step_outputs_close` allows those, bounded by ``2 * lr * steps``.
 """
 
 from __future__ import annotations
@@ -37,15 +28,9 @@ def assert_step_outputs_close(
     atol: float = 1e-6,
     max_outlier_fraction: float = 1e-2,
 ) -> None:
-    """Assert ``(state, metrics)`` pairs agree (see the module doc for the tolerances).
-
-    Args:
-      got, want: ``(state, metrics)`` from the two executions.
-      learning_rate: the largest learning rate used (bounds an outlier's difference).
-      steps: optimizer steps taken from a common state.
-      rtol, atol: the tight tolerance for metrics and for almost every state element.
-      max_outlier_fraction: the share of the state's floating-point elements (all leaves
-        together) that may exceed the tight tolerance (within ``2 * learning_rate * steps``).
+    """Assert ``(state, metrics)`` pairs agree within ``rtol`` / ``atol``, except at most
+    ``max_outlier_fraction`` of all state float elements, which must be within ``2 *
+    learning_rate * steps`` (the largest learning rate; optimizer steps from a common state).
     """
     (got_state, got_metrics), (want_state, want_metrics) = got, want
     chex.assert_trees_all_close(got_metrics, want_metrics, rtol=rtol, atol=atol)

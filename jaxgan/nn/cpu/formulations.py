@@ -1,11 +1,9 @@
-"""The CPU formulations of a convolution and a transposed convolution: im2col, col2im, the
-lean conv, space-to-depth, strided Winograd, sub-pixel and overlap-add transposed convs.
+"""The CPU formulations of convolutions and transposed convolutions (:mod:`jaxgan.nn.cpu`).
 
-Each computes exactly what XLA's own op does (tests/test_conv.py), as slices, pads and matmuls
-that XLA:CPU runs at matmul speed, where its own convolutions (above all the kernel gradient
-of an lhs-dilated convolution) are slow. :func:`conv2d` and :func:`conv_transpose2d` dispatch
-by impl name; every formulation traces inside a ``jaxgan_cpu_<name>`` named scope, so the ops
-it lowers to say where they come from (tests/test_backend_policy.py).
+Each computes exactly what XLA's own op does, as slices, pads and matmuls that XLA:CPU runs at
+matmul speed. :func:`conv2d` and :func:`conv_transpose2d` dispatch by impl name; each
+formulation traces inside a ``jaxgan_cpu_<name>`` named scope, so its lowered ops say where
+they come from.
 """
 
 from __future__ import annotations
@@ -44,8 +42,7 @@ def _scoped(name: str):
 
 def xla_conv(x: jax.Array, w: jax.Array, stride: int, pad: Pad) -> jax.Array:
     """XLA's own convolution; on XLA:CPU an unpadded one gets one zero row below, cropped off,
-    since XLA:CPU runs convolutions without any padding on a much slower path (ResNet blocks
-    after a reflection pad, sub-pixel convolutions)."""
+    as XLA:CPU runs convolutions without any padding on a much slower path."""
     if jax.default_backend() == "cpu" and not any(p for pair in pad for p in pair):
         ho = (x.shape[1] - w.shape[0]) // stride + 1
         y = lax.conv_general_dilated(x, w, (stride, stride), ((0, 1), (0, 0)),
@@ -56,12 +53,9 @@ def xla_conv(x: jax.Array, w: jax.Array, stride: int, pad: Pad) -> jax.Array:
 
 @_scoped("im2col")
 def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
-    """VALID cross-correlation as patches @ kernel. x: (N, H, W, C), w: (kh, kw, C, O).
-
-    A strided conv with a narrow patch (an RGB first conv) whose kernel is a multiple of the
-    stride builds its patches in space-to-depth form (:func:`_space_to_depth`): the same
-    columns from s*s times fewer, s*s times wider slices, which XLA:CPU copies faster.
-    """
+    """VALID cross-correlation as patches @ kernel; x: (N, H, W, C), w: (kh, kw, C, O). Narrow
+    strided patches (kernel a multiple of the stride) are built in space-to-depth form: s*s
+    times fewer, wider slices, which XLA:CPU copies faster."""
     kh, kw, c, o = w.shape
     if kh == kw and rules.narrow_space_to_depth(kh, stride, kh * kw * c):
         xb, wb = _space_to_depth(x, w, stride)
@@ -84,13 +78,11 @@ def _im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
 
 @_scoped("col2im")
 def _tap_outputs(x: jax.Array, w: jax.Array) -> list[list[jax.Array]]:
-    """Every kernel tap applied to every input pixel, one matmul: ``taps[t_y][t_x]`` is the
-    (N, H, W, O) output of tap (t_y, t_x) for (N, H, W, C) inputs, in float32 (or wider) so
-    that the caller sums the taps before rounding to a bfloat16 input's dtype.
+    """Every kernel tap on every input pixel, one matmul: ``taps[t_y][t_x]`` is the (N, H, W,
+    O) output of tap (t_y, t_x), in float32 (or wider) so callers sum before rounding.
 
-    The taps are cut apart with ``lax.split``, whose transpose is a concatenate: the backward
-    gathers each tap's output gradient in one pass (slicing them out instead made the gradient
-    a sum of k*k zero-padded copies, a select per tap for every element).
+    Cut apart by ``lax.split``, whose transpose is one concatenate (slices would make the
+    gradient a sum of k*k zero-padded copies).
     """
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
@@ -120,11 +112,9 @@ def _col2im_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
 def _lean_conv(x: jax.Array, w: jax.Array, stride: int, form: str = "im2col") -> jax.Array:
     """VALID cross-correlation (im2col or col2im form) whose derivatives are again lean convs.
 
-    The JVP of a conv is ``conv(dx, w) + conv(x, dw)``; computing the first term in im2col form
-    (patches of the tangent) and the second in col2im form (``x @ dw`` on input pixels) makes
-    reverse mode keep only ``x`` and ``w``: the patch matrix is a temporary of each pass, never
-    a residual, at any order of differentiation (the WGAN-GP penalty's double backward
-    included). Exact: the same sums as :func:`_im2col_conv` in another order.
+    The JVP ``conv(dx, w) + conv(x, dw)`` takes its first term in im2col form and its second
+    in col2im form (``x @ dw`` on input pixels), so reverse mode keeps only ``x`` and ``w``,
+    never patches, at any order (the WGAN-GP double backward; jax.checkpoint does not).
     """
     return _im2col_conv(x, w, stride) if form == "im2col" else _col2im_conv(x, w, stride)
 
@@ -146,11 +136,9 @@ def _lean_conv_jvp(stride, form, primals, tangents):
 def _space_to_depth(x: jax.Array, w: jax.Array, stride: int) -> tuple[jax.Array, jax.Array]:
     """A VALID strided cross-correlation as a stride-1 one, exactly: ``(x_blocks, w_blocks)``.
 
-    With stride s, output pixel o reads input rows s*o + t, t = s*J + d: block o + J, phase d.
-    So the input is cut into s x s blocks (channels become (d_y, d_x, C)), the kernel, padded
-    with zeros to a multiple of s, into (ceil(k/s), ceil(k/s), s*s*C, O)
-    (:func:`kernel_to_depth`), and the convolution is stride 1 over blocks: kernel 4 stride 2
-    becomes a 2x2 convolution.
+    With stride s, output o reads input rows s*o + t, t = s*J + d: block o + J, phase d. So
+    the input is cut into s x s blocks (channels (d_y, d_x, C)), the zero-padded kernel too
+    (:func:`kernel_to_depth`), and the conv is stride 1 over blocks: k4 s2 becomes 2x2.
     """
     k, _, c, _ = w.shape
     n, h, wd, _ = x.shape
@@ -175,10 +163,9 @@ def kernel_to_depth(w: jax.Array, stride: int) -> jax.Array:
 @_scoped("winograd")
 def _winograd_strided(x: jax.Array, w: jax.Array, stride: int, tile: int | None,
                       pad: Pad) -> jax.Array:
-    """Cross-correlation of ``x`` zero-padded by ``pad`` by Winograd F(tile, r) (None: chosen
-    per pass), which reads ``x`` in place (the padded copy is never written out); a strided
-    one in space-to-depth form, with its input gradient by im2col when the output is small
-    (:data:`rules.MAX_WINOGRAD_DX_PIXELS`)."""
+    """Cross-correlation of ``x`` zero-padded (read in place) by ``pad``, by Winograd F(tile,
+    r) (None: per pass); strided in space-to-depth form, with the input gradient by im2col
+    for small outputs (:data:`rules.MAX_WINOGRAD_DX_PIXELS`)."""
     if stride == 1:
         return winograd_conv(x, w, tile, 1, pad)
     k = w.shape[0]
@@ -197,8 +184,7 @@ def _winograd_blocked(x: jax.Array, w: jax.Array, stride: int, tile: int | None,
     k = w.shape[0]
     h, wd = padded_size(x, pad)
     ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
-    # x is read in whole blocks (zero-padded): one more output row or column than the conv
-    # has where a last partial block is not needed.
+    # Whole blocks may give one more output row or column than the conv has.
     return winograd_conv(x, kernel_to_depth(w, stride), tile, stride, pad)[:, :ho, :wo]
 
 
@@ -273,11 +259,9 @@ def _subpixel_kernel(w: jax.Array, stride: int) -> jax.Array:
 def _col2im_transpose(
     x: jax.Array, w: jax.Array, stride: int, padding: int, ho: int, wo: int
 ) -> jax.Array:
-    """The scatter definition: tap t of input pixel i lands on output i * s - padding + t.
-
-    Each tap's outputs are spread out by interior padding (s - 1 zeros between pixels), moved
-    to their offset (a negative edge pad crops) and summed; XLA fuses the sum into one pass.
-    """
+    """The scatter definition, tap t of input pixel i landing on output i * s - padding + t:
+    each tap's outputs spread by interior padding (s - 1 zeros), moved to their offset (a
+    negative edge pad crops) and summed, which XLA fuses into one pass."""
     k = w.shape[0]
     _, h, wd, _ = x.shape
     z = _tap_outputs(x, w)
@@ -317,8 +301,7 @@ def _subpixel_transpose(x: jax.Array, w: jax.Array, stride: int, padding: int, h
     a_lo_y, pad_top, pad_bottom = span(ho, h)
     a_lo_x, pad_left, pad_right = span(wo, wd)
     if sub_impl in WINOGRAD_IMPLS and min(pad_top, pad_bottom, pad_left, pad_right) >= 0:
-        # Winograd reads x padded in place, without a padded copy (not XLA's conv: with the
-        # padding inside, XLA:CPU's kernel gradients of pix2pix's inner up-convs were slow).
+        # Winograd reads the padding in place (XLA:CPU's padded convs have slow kernel grads).
         z = conv2d(x, wsub, 1, ((pad_top, pad_bottom), (pad_left, pad_right)), sub_impl)
     else:  # negative pads (large `padding`) crop; lax.pad does both
         xp = lax.pad(

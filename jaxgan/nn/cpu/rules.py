@@ -1,48 +1,33 @@
-"""Which CPU formulation ``impl="auto"`` picks for a layer, from fwd + both gradients measured
-per layer shape (experiments/bench/conv.py). Consulted only when the backend is CPU.
-
-Each threshold carries the one-sentence reason for it; :func:`conv_impl` and
-:func:`transpose_impl` combine them.
+"""Which CPU formulation ``impl="auto"`` picks for a layer shape (CPU backend only); the
+thresholds, tuned on forward plus both gradients with experiments/bench/conv.py, each say why.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-# Outputs thinner than this many columns: col2im under _MIN_NARROW_IM2COL_ROWS rows (the
-# PatchGAN's 1-channel head), XLA's conv above (the ResNet's 7x7 64 -> 3 output conv), as the
-# matmul of a thin output is too small to pay for im2col's patches.
+# Thinner outputs are too small a matmul to pay for im2col's patches: col2im or XLA's conv.
 THIN_OUT = 16
-# Patches at most this wide (RGB first convs, the 7x7 stem on RGB, 1x1 toRGB) count as narrow:
-# im2col pays only from _MIN_NARROW_IM2COL_ROWS matmul rows (batch x output pixels), as below
-# that XLA's own conv beats the patch copies ...
+# Narrow patches (RGB first convs, 1x1 toRGB): XLA's conv wins below these rows (N x pixels) ...
 MAX_NARROW_PATCH = 160
 MIN_NARROW_IM2COL_ROWS = 32768
-# ... or from this many when strided with a kernel a multiple of the stride, since im2col then
-# builds its patches in space-to-depth form (fewer, wider slices).
+# ... or below these when strided im2col builds them in space-to-depth form (wider slices).
 MIN_NARROW_S2D_ROWS = 16384
-# Wider patches: im2col, except XLA's own conv for few rows over large images, where the patch
-# copies cost more than the matmul saves (the batch-1 ResNet blocks, PGGAN's mid-size convs).
+# Wider patches: XLA's conv for few rows over large images (patch copies outweigh the matmul).
 MIN_IM2COL_ROWS = 8192
 MIN_XLA_PIXELS = 256
-# Above this many bytes of patches the im2col conv runs as a lean conv whose derivatives of any
-# order keep only activations and kernels, never patches (jax.checkpoint does not achieve this
-# under the gradient penalty's double backward); below it the lean form is a little slower.
+# Larger patches: the lean conv, which keeps none at any derivative order; below, it is slower.
 MAX_IM2COL_PATCH_BYTES = 512 * 2**20
-# Winograd from this many matmul rows, as fewer rows do not amortize the tile transforms ...
+# Winograd from this many matmul rows (fewer do not amortize the tile transforms) ...
 MIN_WINOGRAD_ROWS = 2048
-# ... from fewer for 4-wide kernels (after space-to-depth), whose products Winograd cuts most
-# (the PatchGAN's 4x4 stride-1 conv at batch 1) ...
+# ... fewer for 4-wide kernels (after space-to-depth), whose products it cuts most ...
 MIN_WINOGRAD_ROWS_4WIDE = 900
-# ... transposed convs from inputs of this many pixels, where the sub-pixel conv's window grid
-# fills whole tiles (DCGAN's 8 -> 16, not its 4 -> 8) ...
+# ... transposed convs from inputs this large, whose sub-pixel window grid fills whole tiles ...
 MIN_WINOGRAD_T_IN_PIXELS = 64
-# ... and only for kernels of at least this many weights (patch width x output channels), as
-# with few channels the tile transforms cost what the saved products do.
+# ... and kernels of this many weights (patch x output channels); fewer gain nothing.
 MIN_WINOGRAD_WEIGHTS = 65536
-# A strided Winograd conv with at most this many output pixels per image takes its input
-# gradient by im2col, as that gradient's output rounds up to whole tiles and would compute
-# several times the blocks it needs; with that, Winograd pays for such convs from fewer rows.
+# Strided Winograd convs this small take their input gradient by im2col (rounded up to whole
+# tiles it would compute several times the blocks needed), and so pay from fewer rows.
 MAX_WINOGRAD_DX_PIXELS = 16
 MIN_WINOGRAD_ROWS_SMALL_STRIDED = 1024
 
@@ -98,11 +83,8 @@ def conv_impl(
     stride: int = 1,
     dtype: jnp.dtype | None = None,
 ) -> str:
-    """The CPU formulation of a convolution: ``"winograd"`` where :func:`use_winograd` says so;
-    else narrow patches: ``"im2col"`` from enough rows, else ``"xla"``; thin outputs:
-    ``"col2im"`` under ``MIN_NARROW_IM2COL_ROWS`` rows, else ``"xla"``; wider: ``"xla"`` for
-    few rows over large images, else ``"im2col"``. (Arguments: see
-    :func:`jaxgan.nn.conv.default_impl`.)"""
+    """The CPU formulation of a convolution by the thresholds above (arguments as
+    :func:`jaxgan.nn.conv.default_impl`)."""
     if rows is None:
         return "im2col"
     if use_winograd(kernel, stride, out_features, patch_features, rows, pixels, dtype):
@@ -128,11 +110,9 @@ def transpose_impl(
     dtype: jnp.dtype | None = None,
 ) -> str | None:
     """The CPU formulation of a transposed convolution, or None for the sub-pixel form with its
-    stride-1 convolution chosen by :func:`conv_impl`: ``"col2im"`` for thin outputs; Winograd
-    for the sub-pixel conv (kernel ``ceil(k / s)``) from ``MIN_WINOGRAD_T_IN_PIXELS`` inputs
-    where :func:`use_winograd` says so; else ``"col2im"`` when the kernel is not a multiple of
-    the stride (the sub-pixel kernel would be part zeros) or the input has no more pixels than
-    the kernel has taps (DCGAN's 1x1 -> 4x4 first layer)."""
+    stride-1 conv chosen by :func:`conv_impl`. ``"col2im"`` also when the kernel is not a
+    multiple of the stride (the sub-pixel kernel would be part zeros) or the input has no more
+    pixels than the kernel has taps (DCGAN's 1x1 -> 4x4)."""
     if out_channels is not None and out_channels < THIN_OUT:
         return "col2im"
     kk = -(-kernel // stride)

@@ -1,40 +1,22 @@
 """Winograd minimal-filtering convolution F(m x m, r x r), forward and every derivative.
 
-A CPU formulation (see :mod:`jaxgan.nn.cpu`): a stride-1 VALID cross-correlation with an
-``r x r`` kernel computes each ``m x m`` output tile from an ``n x n`` input tile
-(``n = m + r - 1``). Both are transformed into an ``n x n`` domain where the correlation is an
-elementwise product summed over input channels: ``n*n`` matmuls ``(tiles, C_in) @ (C_in,
-C_out)``. F(2x2, 3x3) does 16 products per 4 outputs where the direct form does 36; F(2x2,
-2x2), the space-to-depth form of a kernel-4 stride-2 convolution, 9 instead of 16. Each tile
-transform is two separable passes (rows, then columns) of sums of strided slices with small
-constant coefficients, one XLA fusion per pass (one fusion per tile position compiles much
-slower for no gain); the products are one batched matmul.
+A stride-1 VALID cross-correlation with an ``r x r`` kernel computes each ``m x m`` output
+tile from an ``n x n`` input tile (``n = m + r - 1``); transformed, it is ``n*n`` matmuls
+``(tiles, C_in) @ (C_in, C_out)`` of elementwise products: F(2x2, 3x3) does 16 products per 4
+outputs instead of 36, F(2x2, 2x2) (kernel 4 stride 2 in space-to-depth form) 9 instead of 16.
+Each tile transform is two separable passes (rows, columns) of strided-slice sums, one fusion
+each.
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile; g kernel, d input tile)
 
 The matrices come from Cook-Toom interpolation at 0, 1, -1, 2, -2, 1/2, -1/2, ... and
-infinity (exact rationals, :func:`winograd_matrices`). With ``m=None`` each convolution of the
-forward and backward passes picks its own tile for its output's size (:func:`choose_tile`).
-Winograd is exact in real arithmetic; in float32 its rounding differs from a direct
-convolution's by ~1e-6 relative for F(2, 3) and ~6e-6 for F(4, 3) (tests/test_conv.py checks
-it, and to 1e-10 in float64 at every order of differentiation).
-
-Derivatives are written by hand (``jax.custom_vjp``) so that the backward pass is Winograd
-too: the input gradient is the Winograd correlation of the padded output gradient with the
-flipped kernel, the kernel gradient ``n*n`` matmuls over tiles. Both are again custom-VJP
-functions of the same two primitives, so derivatives of any order (the WGAN-GP penalty's
-double backward) stay in this form.
-
-A strided convolution is a stride-1 one over the input's space-to-depth form; ``block=s``
-convolves that form without writing it out (the tile transforms read each block phase as a
-strided slice of the input), and zero padding (``pad``) is read in place the same way.
-
-The three traced bodies (:func:`_winograd_forward`, :func:`_winograd_transposed`,
-:func:`_winograd_weight_grad`) are each jitted with their static arguments, so convolutions of
-the same shapes trace and lower once and are called from the step's module (XLA inlines the
-calls: the compiled step is the same program); their names mark Winograd in lowered text.
-
-Layouts: NHWC activations, HWIO kernels.
+infinity (exact rationals, :func:`winograd_matrices`): exact in real arithmetic; in float32
+larger tiles round more. Hand-written derivatives (``jax.custom_vjp``) are Winograd too: the
+input gradient correlates the padded output gradient with the flipped kernel, the kernel
+gradient is ``n*n`` matmuls over tiles, both custom-VJP functions of the same primitives, so
+every order (the WGAN-GP double backward) stays in this form. The traced bodies are jitted on
+their static arguments, so equal shapes trace once (their names mark Winograd in lowered
+text). NHWC activations, HWIO kernels.
 """
 
 from __future__ import annotations
@@ -122,10 +104,9 @@ def _combine(coefs, parts):
 
 
 def dot_general(a: jax.Array, b: jax.Array, dims, out_dtype=None) -> jax.Array:
-    """``lax.dot_general``; bfloat16 (or other low-precision) operands accumulate in float32
-    and are rounded once, to ``out_dtype`` (default: the operands' dtype), as cuDNN and oneDNN
-    do (XLA:CPU also runs the product itself faster that way). Differentiated by JAX, the
-    backward products get a float32 gradient and run in float32."""
+    """``lax.dot_general``; low-precision operands accumulate in float32 and round once to
+    ``out_dtype`` (default: the operands' dtype), as cuDNN and oneDNN do; backward products
+    then run in float32."""
     out_dtype = a.dtype if out_dtype is None else jnp.dtype(out_dtype)
     if jnp.finfo(a.dtype).bits >= 32:
         return lax.dot_general(a, b, dims).astype(out_dtype)
@@ -137,22 +118,17 @@ def matmul(a: jax.Array, b: jax.Array, out_dtype=None) -> jax.Array:
     return dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), out_dtype)
 
 
-# choose_tile: tiles m of n = m + r - 1 points (F(5, 2) only for 2-wide kernels); tiles above
-# 2 only where each batched matmul keeps at least _MIN_TILE_ROWS rows (tiles), below which
-# the larger tiles lost. Cost per tile: n^2 (products and transform memory alike) weighted by
-# 1 + 0.1 (n - 5), as larger tiles' transforms read more slices per element.
 _TILE_CHOICES = (2, 3, 4, 5)
 _MIN_TILE_ROWS = 256
 
 
 def choose_tile(batch: int, ho: int, wo: int, r: int) -> int:
-    """The output tile F(m x m, r x r) with the fewest products for an ``ho x wo`` output.
+    """The output tile m of F(m x m, r x r) of least cost for an ``ho x wo`` output.
 
-    Counts ``ceil(ho/m) * ceil(wo/m)`` tiles of ``n*n`` products (n = m + r - 1): the tiles
-    cut to fit the output waste the rest, so odd sizes pick small tiles (a 9 x 9 output: F(3)
-    does 9 tiles of 16, F(4) 9 tiles of 25), even ones F(4). Tiles whose matmuls would have
-    fewer than 256 rows (``batch`` x tiles) are skipped; m = 2 is the fallback. Ties go to
-    the smaller tile (less rounding).
+    Cost: ``ceil(ho/m) * ceil(wo/m)`` tiles of ``n*n`` products (cut tiles waste the rest, so
+    odd sizes pick small tiles), weighted by ``1 + 0.1 (n - 5)`` as larger tiles' transforms
+    read more slices. m > 2 needs ``batch`` x tiles >= ``_MIN_TILE_ROWS`` matmul rows, m = 5
+    needs r = 2; m = 2 is the fallback, and ties go to the smaller tile (less rounding).
     """
     best, best_cost = 2, None
     for m in _TILE_CHOICES:
@@ -180,9 +156,8 @@ def _tiles(h: int, w: int, m: int, r: int) -> tuple[int, int, int, int]:
 def _strided(x: jax.Array, axis: int, start: int, count: int, step: int,
              lo: int = 0) -> jax.Array:
     """Entries ``start + i * step`` (i < count) along ``axis`` of ``x`` zero-padded by ``lo``
-    in front and by as many as needed behind: a slice of ``x`` itself with the entries that
-    fall in the padding added as zeros, so that a consumer fusion reads ``x`` and the padded
-    copy is never written out."""
+    in front and as needed behind: a slice of ``x`` plus zeros, so a consumer fusion reads
+    ``x`` and the padded copy is never written out."""
     size = x.shape[axis]
     first = max(0, -(-(lo - start) // step))  # first entry inside x
     last = min(count - 1, (lo + size - 1 - start) // step)  # last entry inside x
@@ -204,11 +179,9 @@ def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
     """``out[a] = sum_u mat[a, u] * x[start u, stride step, count entries along axis]``,
     stacked as a new axis at ``out_axis``: one fusion, zero coefficients skipped.
 
-    With ``block`` s > 1, ``x`` is read as its space-to-depth form along ``axis`` (blocks of
-    s entries, the phase p of each becoming an axis just before the channels): ``u`` steps
-    whole blocks, and each phase's sum is stacked at axis -2, so the blocked input is never
-    written out. ``x`` is read as if zero-padded by ``lo`` in front and as far as the slices
-    reach behind (:func:`_strided`)."""
+    With ``block`` s > 1, ``x`` is read as its space-to-depth form along ``axis``: ``u`` steps
+    whole blocks of s entries and each phase's sum is stacked at axis -2. ``x`` reads as
+    zero-padded by ``lo`` in front and as far as needed behind (:func:`_strided`)."""
     parts = [[_strided(x, axis, block * u + p, count, block * step, lo)
               for u in range(mat.shape[1])] for p in range(block)]
     rows = []
@@ -221,10 +194,9 @@ def _transform(x: jax.Array, mat: np.ndarray, axis: int, count: int, step: int,
 def _tile_transform(x: jax.Array, mat: np.ndarray, m: int, th: int, tw: int,
                     block: int = 1, top: int = 0, left: int = 0) -> jax.Array:
     """``mat d mat^T`` of the th x tw tiles (stride m) of ``x`` zero-padded by ``top`` rows
-    and ``left`` columns in front and as far as the tiles reach behind, or of its
-    space-to-depth form with ``block`` s > 1: a rows pass, then a columns pass;
-    (n*n, N*th*tw, s*s*C), ordered (b, a) (column, row), channels (phase y, phase x, C).
-    The padded input is never written out."""
+    and ``left`` columns in front (and as needed behind), or of its space-to-depth form with
+    ``block`` s > 1: a rows pass, then a columns pass; (n*n, N*th*tw, s*s*C), ordered (b, a)
+    (column, row), channels (phase y, phase x, C)."""
     rows = _transform(x, mat, 1, th, m, 0, block, top)  # (a, N, th, W, [py,] C)
     v = _transform(rows, mat, 3, tw, m, 0, block, left)  # (b, a, N, th, tw, [py, px,] C)
     return v.reshape(mat.shape[0] ** 2, x.shape[0] * th * tw, block * block * x.shape[-1])
@@ -325,9 +297,8 @@ def _flip(w: jax.Array) -> jax.Array:
 
 def depth_to_space(xb: jax.Array, block: int, h: int, w: int) -> jax.Array:
     """Depth-to-space: (N, hb, wb, s*s*C), channels (phase y, phase x, C), to the (N, h, w, C)
-    it was cut from (the zero padding to whole blocks cropped off; h <= s*hb, w <= s*wb).
-    Also the sub-pixel transposed conv's interleaving of its s*s output phases
-    (jaxgan.nn.cpu.formulations)."""
+    it was cut from (padding to whole blocks cropped; h <= s*hb, w <= s*wb). Also interleaves
+    the sub-pixel transposed conv's s*s output phases."""
     if block == 1:
         return xb
     n, hb, wb, cb = xb.shape
@@ -357,30 +328,23 @@ def winograd_conv(x: jax.Array, w: jax.Array, m: int | None = None, block: int =
     ``pad``, or of its space-to-depth form.
 
     Args:
-      x: (N, H, W, C_in).
-      w: (r, r, C_in, C_out); with ``block`` s > 1, (r, r, s*s*C_in, C_out).
-      m: output tile size (2: F(2, r)). Larger tiles do fewer multiplies with larger rounding.
-        None: :func:`choose_tile` for each convolution of the forward and backward passes
-        (the input gradient's output is the input's size, often odd where the forward's is
-        even).
-      block: s > 1 convolves the space-to-depth form of ``x`` instead: ``x`` zero-padded to
-        whole s x s blocks, each block one pixel of s*s*C_in channels ordered (row phase,
-        column phase, C_in). The tile transforms read ``x`` itself (the blocked input is
-        never written out) and the input gradient comes back in ``x``'s shape. A strided
-        convolution is this with the kernel cut into blocks too (jaxgan.nn.cpu.formulations).
-      pad: ((top, bottom), (left, right)) zero padding (>= 0) of ``x``, applied before any
-        blocking. The tile transforms read ``x`` itself, so the padded input is never written
-        out, and the input gradient comes back in ``x``'s shape.
+      x: (N, H, W, C_in); w: (r, r, C_in, C_out), with ``block`` s > 1 (r, r, s*s*C_in, C_out).
+      m: output tile (larger: fewer multiplies, more rounding); None: :func:`choose_tile` per
+        convolution of the forward and backward passes.
+      block: s > 1 convolves the space-to-depth form of ``x``: zero-padded to whole s x s
+        blocks, each one pixel of s*s*C_in channels ordered (row phase, column phase, C_in).
+      pad: ((top, bottom), (left, right)) zero padding (>= 0), applied before blocking.
+        Blocks and padding are read in place, never written out; the input gradient comes
+        back in ``x``'s shape.
     Returns:
-      (N, Hb - r + 1, Wb - r + 1, C_out) with Hb = ceil((H + top + bottom) / s), equal to
-      ``lax.conv_general_dilated(x_blocks, w, (1, 1), 'VALID')`` of the padded (and blocked)
-      input up to float32 rounding.
+      (N, Hb - r + 1, Wb - r + 1, C_out), Hb = ceil((H + top + bottom) / s): the padded (and
+      blocked) input's ``lax.conv_general_dilated(., w, (1, 1), 'VALID')`` up to rounding.
     """
     return _conv(x, w, m, block, _check_pad(pad))
 
 
-# The two custom-VJP functions behind winograd_conv (the conv and its kernel gradient), whose
-# derivatives are each other; ``pad`` arrives checked (hashable: a static argument of the jitted bodies).
+# The conv and its kernel gradient: custom-VJP functions whose derivatives are each other;
+# ``pad`` arrives checked (hashable: a static argument of the jitted bodies).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x: jax.Array, w: jax.Array, m: int | None, block: int, pad: Pad) -> jax.Array:
     return _winograd_forward(x, w, m, block, pad)
