@@ -1,9 +1,8 @@
 """PGGAN CPU default: handwritten digits grown 4 -> 8 -> 16 -> 32 with fades, narrow maps
-(fmap_base 512, fmap_max 64), latent 64, batch 16, WGAN-GP and every other reference setting
-except the generator EMA: 0.99 per step instead of 0.999, because a run of ~2,000 steps is
-too short for a 0.999 average to forget its random initialisation (0.999**600 = 0.55).
+(fmap_base 512, fmap_max 64), latent 64, batch 16; generator EMA 0.99 instead of 0.999, which
+would not forget its random initialisation in so short a run.
 
-    python -m jaxgan.experiments.pggan            # several minutes on a laptop CPU
+    python -m jaxgan.experiments.pggan
 """
 
 from jaxgan.configs import add_run_fields
