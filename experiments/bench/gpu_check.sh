@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 7's GPU checks as one prepared command for a lent GPU machine (the device tool):
-# training runs there, then the bench in float32 and in bfloat16 against PyTorch's AMP.
+# The GPU checks as one prepared command for a lent GPU machine (the device tool): a training
+# run there, a study's throughput (seeds.py: K replicas against one run), then the bench in
+# float32 and in bfloat16 against PyTorch's AMP.
 #
 # Here, first: download the packages jaxgan needs that the GPU image lacks, as wheels, into
 # .whl/ (git ignores it):
@@ -8,12 +9,14 @@
 # Then, on the GPU machine (the device tool: carry=[".whl"], timeout_s=600):
 #     bash experiments/bench/gpu_check.sh
 # It installs the wheels into /tmp/site, stops unless jax and torch both see the GPU, trains
-# DCGAN on the digits, then runs the bench in float32 and in bfloat16. Every part has a
-# timeout within one deadline (TOTAL seconds from the start) and logs to $OUT as it goes, so
-# a part cut short keeps what it printed and its exit status (124: timed out).
+# DCGAN on the digits, times studies of REPLICAS seeds, then runs the bench in float32 and in
+# bfloat16. Every part has a timeout within one deadline (TOTAL seconds from the start) and
+# logs to $OUT as it goes, so a part cut short keeps what it printed and its exit status (124:
+# timed out).
 # Knobs (environment): PYTHON (python3), TOTAL (480), WORKLOADS, BF16_WORKLOADS,
-# REPEATS (10), WARMUP (5), STEPS (300, the training check), ALLOW_CPU (1: run on a machine
-# without a GPU, to check the script itself).
+# REPEATS (10), WARMUP (5), STEPS (300, the training check), REPLICAS (1,2,4,8,32; empty:
+# no study part), STUDY_S (150, its seconds), ALLOW_CPU (1: run on a machine without a GPU,
+# to check the script itself).
 set -u -o pipefail
 cd "$(dirname "$0")/../.." || exit 1
 PY=${PYTHON:-python3}
@@ -38,6 +41,8 @@ BF16_WORKLOADS=${BF16_WORKLOADS:-dcgan64,pix2pix256_b1,pix2pix256_b8,cyclegan256
 REPEATS=${REPEATS:-10}
 WARMUP=${WARMUP:-5}
 STEPS=${STEPS:-300}
+REPLICAS=${REPLICAS-1,2,4,8,32}
+STUDY_S=${STUDY_S:-150}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -76,6 +81,14 @@ timeout -k 10 120 "$PY" -m jaxgan.experiments.dcgan --workdir=/tmp/jaxgan_gpu_dc
   | tee -a "$OUT/train_dcgan.log"
 echo "== exit ${PIPESTATUS[0]}; last metrics:" | tee -a "$OUT/train_dcgan.log"
 tail -1 /tmp/jaxgan_gpu_dcgan/metrics.jsonl 2>&1 | tee -a "$OUT/train_dcgan.log"
+
+if [ -n "$REPLICAS" ]; then
+  budget=$(( $(left) < STUDY_S ? $(left) : STUDY_S ))
+  echo "== study throughput ($budget s): seeds.py --replicas $REPLICAS" | tee "$OUT/seeds.txt"
+  timeout -k 10 "$budget" "$PY" experiments/bench/seeds.py --replicas "$REPLICAS" 2>&1 \
+    | tee -a "$OUT/seeds.txt"
+  echo "== exit ${PIPESTATUS[0]}" | tee -a "$OUT/seeds.txt"
+fi
 
 # float32 gets the deadline's time less what bfloat16 keeps (or all of it, if it has none).
 for dtype in float32 bfloat16; do
