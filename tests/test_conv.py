@@ -169,8 +169,13 @@ def test_winograd_choice_on_cpu():
     assert C.use_winograd("cpu", 4, 1, 512, 16 * 256, 8 * 961)
     assert C.use_winograd("cpu", 4, 1, 512, 16 * 256, 961)
     assert not C.use_winograd("cpu", 4, 1, 512, 16 * 256, 899)
-    # not with few weights: the DCGAN CPU default's 32 -> 64 stride-2 conv (512 x 64)
-    assert not C.use_winograd("cpu", 4, 2, 64, 16 * 32, 64 * 64)
+    # narrow CPU defaults, timed as whole train steps: Winograd for the DCGAN default's
+    # 32 -> 64 stride-2 conv (512 x 64 weights) and PGGAN's 64 -> 32 3x3 at 32x32, not for its
+    # 32 -> 32 (288 x 32: fewer than 16384 weights), which takes XLA's conv even at 16384 rows
+    assert C.use_winograd("cpu", 4, 2, 64, 16 * 32, 64 * 64)
+    assert C.default_impl("cpu", 32, 9 * 64, 16 * 1024, 1024, kernel=3) == "winograd"
+    assert not C.use_winograd("cpu", 3, 1, 32, 9 * 32, 16 * 1024)
+    assert C.default_impl("cpu", 32, 9 * 32, 16 * 1024, 1024, kernel=3) == "xla"
     # never: 7x7 kernels, narrow RGB patches, thin outputs, GPU/TPU
     assert not C.use_winograd("cpu", 7, 1, 64, 49 * 64, 65536)
     assert not C.use_winograd("cpu", 4, 2, 64, 16 * 3, 65536)

@@ -13,9 +13,11 @@ MAX_NARROW_PATCH = 160
 MIN_NARROW_IM2COL_ROWS = 32768
 # ... or below these when strided im2col builds them in space-to-depth form (wider slices).
 MIN_NARROW_S2D_ROWS = 16384
-# Wider patches: XLA's conv for few rows over large images (patch copies outweigh the matmul).
+# Wider patches: XLA's conv for few rows over large images (patch copies outweigh the matmul) ...
 MIN_IM2COL_ROWS = 8192
 MIN_XLA_PIXELS = 256
+# ... and at any rows for kernels of fewer weights (patch x output channels): too small a matmul.
+MIN_IM2COL_WEIGHTS = 16384
 # Larger patches: the lean conv, which keeps none at any derivative order; below, it is slower.
 MAX_IM2COL_PATCH_BYTES = 512 * 2**20
 # Winograd from this many matmul rows (fewer do not amortize the tile transforms) ...
@@ -25,7 +27,7 @@ MIN_WINOGRAD_ROWS_4WIDE = 900
 # ... transposed convs from inputs this large, whose sub-pixel window grid fills whole tiles ...
 MIN_WINOGRAD_T_IN_PIXELS = 64
 # ... and kernels of this many weights (patch x output channels); fewer gain nothing.
-MIN_WINOGRAD_WEIGHTS = 65536
+MIN_WINOGRAD_WEIGHTS = 16384
 # Strided Winograd convs this small take their input gradient by im2col (rounded up to whole
 # tiles it would compute several times the blocks needed), and so pay from fewer rows.
 MAX_WINOGRAD_DX_PIXELS = 16
@@ -96,6 +98,9 @@ def conv_impl(
     if out_features is not None and out_features < THIN_OUT:
         return "col2im" if rows < MIN_NARROW_IM2COL_ROWS else "xla"
     if rows < MIN_IM2COL_ROWS and (pixels is None or pixels >= MIN_XLA_PIXELS):
+        return "xla"
+    if (patch_features is not None and out_features is not None
+            and patch_features * out_features < MIN_IM2COL_WEIGHTS):
         return "xla"
     return "im2col"
 
