@@ -19,7 +19,7 @@ def get_config():
     c.ema_decay = 0.99
     c.schedule.stable_kimg = 4.0
     c.schedule.fade_kimg = 4.0
-    c.schedule.total_kimg = 32.0
+    c.schedule.total_kimg = 40.0
     c.schedule.batch_size_per_stage = (16, 16, 16, 16)
     c.schedule.learning_rate_per_stage = ()
     add_run_fields(c, source="digits:32", num_steps=pggan.steps_to_kimg(c, c.schedule.total_kimg),
