@@ -364,6 +364,12 @@ def test_embedded_pix2pix_and_cyclegan_defaults():
     assert set(np.unique(rec["A"])) == {0, 255} and (rec["A"] == 0).mean() < 0.3
     test = data.make_source("edges2photos", split="test")
     assert set(test.photos.names).isdisjoint(e2p.photos.names)
+    g2p = data.make_source("gray2photos", split="test")
+    gray, photo = g2p[3]["A"], g2p[3]["B"]
+    np.testing.assert_array_equal(photo, test[3]["B"])
+    luma = photo.astype(np.float64) @ [0.299, 0.587, 0.114]
+    assert gray.shape == (256, 256, 1) and np.abs(gray[:, :, 0] - luma).max() <= 0.5 + 1e-6
+    assert repr(g2p) == "Gray2PhotosSource(split='test')"
     p2i = data.make_source("photos2ihc")
     assert len(p2i) == max(len(p2i.a), len(p2i.b))
     a = np.stack([p2i.a[i]["image"] for i in range(0, len(p2i.a), 20)]).reshape(-1, 3)

@@ -23,7 +23,13 @@ bytes, ``it.set_state(bytes)``. Records are dicts of uint8 ``(H, W, C)`` arrays,
 ``{"image"}`` or ``{"A", "B"}``; batches are float32 NHWC in [-1, 1], this process's slice of
 the global batch. Source strings: :mod:`jaxgan.data.spec`; pipeline: :mod:`jaxgan.data.pipeline`.
 """
-from jaxgan.data.embedded import DigitsSource, Edges2PhotosSource, edge_map, photos2ihc
+from jaxgan.data.embedded import (
+    DigitsSource,
+    Edges2PhotosSource,
+    Gray2PhotosSource,
+    edge_map,
+    photos2ihc,
+)
 from jaxgan.data.errors import (
                                 CorruptImageError,
                                 DataError,
@@ -60,7 +66,8 @@ from jaxgan.data.transforms import (
 
 __all__ = [
     "AlignedSource", "ArraySource", "CorruptImageError", "DataError", "DatasetDownloadError",
-    "DatasetNotPreparedError", "DigitsSource", "Edges2PhotosSource", "ImageFolderSource",
+    "DatasetNotPreparedError", "DigitsSource", "Edges2PhotosSource", "Gray2PhotosSource",
+    "ImageFolderSource",
     "ImageTooSmallError", "ImageTransform", "Loader", "NoImagesFoundError",
     "NotSideBySideError", "OddWidthError", "PairMismatchError",
     "PairedFolderSource", "UnalignedSource", "UnknownDatasetError", "box_downsample",

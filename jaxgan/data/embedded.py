@@ -3,10 +3,11 @@
 * ``digits``: scikit-learn's 1,797 8x8 handwritten digits (17 gray levels) as uint8
   ``round(v * 255 / 16)``, bicubic-upsampled once to ``size``: ``{"image": (s, s, 1)}``.
   Splits: ``train`` = the first 1,500, ``test`` = the last 297, ``all``.
-* ``edges2photos`` (pix2pix default): ``B`` = 256x256 crops (64-pixel grid, 171 crops) of
-  scikit-image's colour photos (astronaut, coffee, rocket, both stereo_motorcycle views),
-  ``A`` = their black-on-white Canny edges (sigma 2, BT.601 luma), uint8 (256, 256, 1).
-  ``test`` = the 10 crops of ``chelsea``, a photo unseen in ``train``.
+* ``gray2photos`` (pix2pix default, colourisation) and ``edges2photos``: ``B`` = 256x256
+  crops (64-pixel grid, 171 crops) of scikit-image's colour photos (astronaut, coffee,
+  rocket, both stereo_motorcycle views); ``A`` = their BT.601 luma, or their black-on-white
+  Canny edges (sigma 2, of the luma), uint8 (256, 256, 1). ``test`` = the 10 crops of
+  ``chelsea``, a photo unseen in ``train``.
 * ``photos2ihc`` (CycleGAN default): unpaired ``A`` = the same photo crops, ``B`` = 81
   256x256 crops (32-pixel grid) of scikit-image's immunohistochemistry micrograph. ``test``:
   A = ``chelsea``, B = the IHC image rescaled by 0.75 (overlapping B train: it is the only one).
@@ -145,22 +146,36 @@ def _photo_names(split: str) -> tuple[str, ...]:
 
 
 class Edges2PhotosSource:
-    """pix2pix default: ``{"A": edges uint8 (256, 256, 1), "B": photo uint8 (256, 256, 3)}``."""
+    """``{"A": edges uint8 (256, 256, 1), "B": photo uint8 (256, 256, 3)}``."""
+
+    name = "edges2photos"
 
     def __init__(self, split: str = "train"):
-        _check_split(split, "edges2photos")
+        _check_split(split, self.name)
         self.split = split
         self.photos = PhotoCropSource(_photo_names(split), label=f"photos/{split}")
 
     def __len__(self) -> int:
         return len(self.photos)
 
+    def condition(self, photo: np.ndarray) -> np.ndarray:
+        return edge_map(photo)
+
     def __getitem__(self, i: int) -> Record:
         photo = self.photos[i]["image"]
-        return {"A": edge_map(photo), "B": photo}
+        return {"A": self.condition(photo), "B": photo}
 
     def __repr__(self) -> str:
-        return f"Edges2PhotosSource(split={self.split!r})"
+        return f"{type(self).__name__}(split={self.split!r})"
+
+
+class Gray2PhotosSource(Edges2PhotosSource):
+    """pix2pix default (colourisation): ``{"A": luma uint8 (256, 256, 1), "B": photo}``."""
+
+    name = "gray2photos"
+
+    def condition(self, photo: np.ndarray) -> np.ndarray:
+        return to_channels(photo, 1)
 
 
 def photos2ihc(split: str = "train", seed: int = 0) -> UnalignedSource:

@@ -6,6 +6,7 @@ Spec syntax (``split`` is a keyword argument, default ``"train"``):
 ``digits`` / ``digits:<size>``    scikit-learn digits, gray, ``{"image"}``; size 8 (native),
                                   16, 32, 64, ... (bicubic upsampling, done once)
 ``edges2photos``                  embedded pix2pix pairs ``{"A": edges, "B": photo}``
+``gray2photos``                   the same photos as ``{"A": luma, "B": photo}`` (default)
 ``photos2ihc``                    embedded CycleGAN domains ``{"A": photo, "B": micrograph}``
 ``tfds:<name>[/<config>]``        TFDS via ``tfds.data_source`` (mnist, cifar10, celeb_a,
                                   celeb_a_hq/256, lsun/bedroom, ...); ``cycle_gan/<config>``
@@ -41,14 +42,15 @@ from jaxgan.data.sources import (
     resolve_split_dir,
 )
 
-SPEC_FORMS = ("digits", "digits:<size>", "edges2photos", "photos2ihc", "tfds:<name>[/<config>]",
-              "folder:<path>", "aligned:<path>", "pairs:<dirA>,<dirB>",
+SPEC_FORMS = ("digits", "digits:<size>", "edges2photos", "gray2photos", "photos2ihc",
+              "tfds:<name>[/<config>]", "folder:<path>", "aligned:<path>", "pairs:<dirA>,<dirB>",
               "unaligned:<dirA>,<dirB>", "unaligned:<root>")
 
 #: The keyword options of each kind (any other raises, rather than being silently ignored).
 _OPTIONS = {
     "digits": ("size",),
     "edges2photos": (),
+    "gray2photos": (),
     "photos2ihc": ("seed",),
     "tfds": ("data_dir", "download", "image_key", "seed"),
     "folder": ("skip_corrupt", "decode_size"),
@@ -91,6 +93,8 @@ def make_source(spec: str, *, split: str = "train", **options):
         return embedded.DigitsSource(size=options.pop("size", size), split=split, **options)
     if kind == "edges2photos" and not sep:
         return embedded.Edges2PhotosSource(split=split, **options)
+    if kind == "gray2photos" and not sep:
+        return embedded.Gray2PhotosSource(split=split, **options)
     if kind == "photos2ihc" and not sep:
         return embedded.photos2ihc(split=split, **options)
     if kind == "tfds" and rest:
