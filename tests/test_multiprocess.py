@@ -289,8 +289,11 @@ def test_translation_family_as_two_processes_equals_one(tmp_path, family):
             "ResnetBlock_0']['Conv2d_0", "ResnetBlock_0']['Conv2d_1")],
         *[f"['{d}']['Conv2d_{i}']" for d in ("d_a", "d_b") for i in (1, 2, 3)])
     # CycleGAN's gradients reach ~4 (the cycle losses' weight 10): its Adam moments differ by
-    # round-off relative to that scale
-    assert_states_close(tmp_path / "two.npz", tmp_path / "ref.npz", atol=1e-6, rtol=1e-5,
+    # round-off relative to that scale. pix2pix: Adam's step g / sqrt(v) normalises the
+    # round-off of a gradient near 0, so a parameter can move by more (one U-Net kernel entry:
+    # 2.6e-6 after the 4 steps, 1.3% of the learning rate)
+    assert_states_close(tmp_path / "two.npz", tmp_path / "ref.npz",
+                        atol=1e-5 if family == "pix2pix" else 1e-6, rtol=1e-5,
                         cancelled=cancelled)
     grids = sorted(os.listdir(tmp_path / "ref" / "samples"))
     assert grids and sorted(os.listdir(wd / "samples")) == grids

@@ -32,7 +32,7 @@ def tiny_pggan():
 
 
 def tiny_pix2pix():
-    """pix2pix on 32x32 edges2photos crops, U-Net with 5 downs, widths 4, batch 4: 4 steps."""
+    """pix2pix on 32x32 gray2photos crops, U-Net with 5 downs, widths 4, batch 4: 4 steps."""
     c = pix2pix_cfg.get_config()
     c.image_size, c.batch_size = 32, 4
     c.model.num_downs, c.model.ngf, c.model.ndf = 5, 4, 4

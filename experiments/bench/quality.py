@@ -22,9 +22,9 @@ Rows:
   from its EMA generator, clipped.
 * ``real``: the train split's images in place of samples: the ceiling.
 
-Measures of pix2pix (edges2photos) and CycleGAN (photos2ihc), against the ``test`` split
+Measures of pix2pix (gray2photos) and CycleGAN (photos2ihc), against the ``test`` split
 (each pair's eval crop, cycled; SWD as below):
-* pix2pix: SWD of G(test edges) against the test photos (as ``python -m jaxgan.evaluate``),
+* pix2pix: SWD of G(test inputs) against the test photos (as ``python -m jaxgan.evaluate``),
   and the mean absolute error |G(A) - B| over the test pairs (in [-1, 1] units; the
   reference's L1 term; lower is better).
 * CycleGAN: SWD of G_AB(test photos) against the test micrographs (as ``python -m

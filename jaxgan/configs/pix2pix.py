@@ -1,5 +1,6 @@
-"""pix2pix CPU default: edges -> photo on 64x64 crops of scikit-image's bundled photos
-(``edges2photos``, embedded), U-Net with 6 downs, ngf = ndf = 32, batch 4.
+"""pix2pix CPU default: colourisation, gray -> photo (the paper's BW -> colour task) on 64x64
+crops of scikit-image's bundled photos (``gray2photos``, embedded), U-Net with 6 downs,
+ngf = ndf = 32, batch 4.
 
     python -m jaxgan.experiments.pix2pix
 """
@@ -19,7 +20,7 @@ def get_config():
     c.schedule.constant_steps = 800
     c.schedule.decay_steps = 400
     c.data.load_size = 72
-    add_run_fields(c, source="edges2photos", num_steps=1200, sample_every=200,
+    add_run_fields(c, source="gray2photos", num_steps=1200, sample_every=200,
                    checkpoint_every=400)
     c.data.transforms = "resize_and_crop"
     c.num_samples = 8

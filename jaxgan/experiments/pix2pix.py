@@ -1,5 +1,6 @@
 r"""``python -m jaxgan.experiments.pix2pix``: pix2pix (U-Net G, PatchGAN D, GAN + 100 * L1) on
-the embedded edges -> photo pairs by default, or ``--config.data.source=aligned:/data/facades``.
+the embedded gray -> photo pairs (colourisation) by default, or
+``--config.data.source=aligned:/data/facades``.
 
 Translate mode applies a workdir's latest checkpoint, or a reference PyTorch generator
 (``latest_net_G.pth``, the pretrained ``facades_label2photo`` ...), to a folder::
