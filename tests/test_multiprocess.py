@@ -101,7 +101,9 @@ def _env(tmp: Path, devices: int) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAX_", "XLA_", "TPU_", "SLURM_", "OMPI_"))}
     return {**env, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu",
-            "JAXGAN_CACHE_DIR": str(tmp / "xla_cache"), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),  # conftest.py's, as in this process
+            "JAXGAN_CACHE_DIR": str(tmp / "xla_cache"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
 
 
 class Session:

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_train_cyclegan import small_config as cyclegan_config
-from test_train_dcgan import FAST_COMPILE
 from test_train_dcgan import small_config as dcgan_config
 from test_train_pggan import small_config as pggan_config
 from test_train_pix2pix import small_config as _pix2pix_test_config
@@ -90,7 +89,7 @@ def _step_both(module, small_config, state_fn, batch, lr):
     for dtype in ("float32", "bfloat16"):
         c = small_config()
         c.model.dtype = dtype
-        step = module.make_train_step(c, donate=False, compiler_options=FAST_COMPILE)
+        step = module.make_train_step(c, donate=False)
         out[dtype] = step(state_fn(c), batch, jax.random.key(3))
     (s32, m32), (s16, m16) = out["float32"], out["bfloat16"]
     assert bool(m16["finite"])

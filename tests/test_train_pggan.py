@@ -30,8 +30,6 @@ def small_config():
     c.schedule.batch_size_per_stage = (N, N)
     return c
 
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 CONFIG = small_config()
 PURE = pggan.make_train_step(CONFIG, jit=False)
 
@@ -175,9 +173,7 @@ def test_sharded_step_matches_single_device():
     mesh = parallel.make_mesh()
     batch, key = toy_reals(1), jax.random.key(2)
     want_state, want_metrics = STEP(mid_fade_state(), batch, key)
-    # XLA's backend optimisation level changes code generation, not the partitioned
-    # computation; level 0 halves this compile on CPU
-    sharded = pggan.make_train_step(CONFIG, mesh, compiler_options=FAST_COMPILE)
+    sharded = pggan.make_train_step(CONFIG, mesh)
     state = parallel.replicate(jax.tree.map(jnp.copy, mid_fade_state()), mesh)
     got_state, got_metrics = sharded(state, parallel.shard_batch(batch, mesh),
                                      parallel.replicate(key, mesh))
@@ -226,7 +222,7 @@ def test_winograd_step_matches_the_xla_step(impl):
     # Adam's first update (beta1 = 0) amplify; see jaxgan.train.testing for the bound.
     cfg = small_config()
     cfg.model.impl = impl
-    step = pggan.make_train_step(cfg, donate=False, compiler_options=FAST_COMPILE)
+    step = pggan.make_train_step(cfg, donate=False)
     batch, key = toy_reals(1), jax.random.key(2)
     want = STEP(mid_fade_state(), batch, key)
     got = step(mid_fade_state(), batch, key)
