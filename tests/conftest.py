@@ -11,9 +11,9 @@
 
 import os
 
-_FAST = "--xla_backend_optimization_level=0"
-if _FAST not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST}".strip()
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # unless set
+    flags_ = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+    os.environ["XLA_FLAGS"] = flags_.strip()
 
 import jax
 from absl import flags
