@@ -1,5 +1,5 @@
 """CycleGAN, CPU default: photos <-> IHC micrographs, 64x64 crops (embedded), ResNet G with
-3 blocks, ngf = ndf = 16, batch 1, 1,000 steps.
+3 blocks, ngf = ndf = 16, batch 1, 3,000 steps.
 
     python -m jaxgan.experiments.cyclegan --config=experiments/configs/cyclegan_photos2ihc.py
 

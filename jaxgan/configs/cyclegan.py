@@ -15,11 +15,11 @@ def get_config():
     c.model.n_blocks = 3
     c.model.ngf = 16
     c.model.ndf = 16
-    c.schedule.constant_steps = 600
-    c.schedule.decay_steps = 400
+    c.schedule.constant_steps = 1800
+    c.schedule.decay_steps = 1200
     c.data.load_size = 72
-    add_run_fields(c, source="photos2ihc", num_steps=1000, sample_every=200,
-                   checkpoint_every=500)
+    add_run_fields(c, source="photos2ihc", num_steps=3000, sample_every=500,
+                   checkpoint_every=1000)
     c.data.transforms = "resize_and_crop"
     c.num_samples = 6
     return c
