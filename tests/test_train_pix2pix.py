@@ -128,7 +128,8 @@ def test_short_run_halves_the_l1_term():
     last 5 of 150 steps: the later one must be at most half the first."""
     # 150 steps at 64x64: XLA's default optimisation (3; conftest.py lowers it to 0 for the
     # suite's compile-bound tests) runs them ~3x faster than level 0
-    step = pix2pix.make_train_step(CONFIG, compiler_options={"xla_backend_optimization_level": 3})
+    step = pix2pix.make_train_step(CONFIG, donate=False,
+                                   compiler_options={"xla_backend_optimization_level": 3})
     state, key, l1 = initial_state(), jax.random.key(10), []
     for i in range(150):
         state, metrics = step(state, toy_pairs(100 + i), key)
